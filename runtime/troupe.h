@@ -1,0 +1,336 @@
+/*
+ * troupe.h — the public C API of the troupe actor runtime.
+ *
+ * The only header an embedder includes. Every type is opaque except tr_msg, whose
+ * read-only fields a receive callback reads directly (a function call per field on
+ * the hot path would cost more than the rest of a send). Fallible functions return
+ * 0 or a negative TR_E* code; tr_strerror() names it.
+ *
+ * Threads: every function may be called from any thread unless its contract says
+ * otherwise. Functions taking a tr_ctx may only be called from inside that actor's
+ * own callbacks (init, receive, terminate).
+ */
+#ifndef TROUPE_H
+#define TROUPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TROUPE_VERSION_MAJOR 0
+#define TROUPE_VERSION_MINOR 1
+#define TROUPE_VERSION_PATCH 0
+#define TROUPE_VERSION "0.1.0"
+
+/* ---- errors ------------------------------------------------------------ */
+
+#define TR_ERRNO_MAP(X)                                                        \
+    X(ENOMEM,    -1, "out of memory")                                          \
+    X(EINVAL,    -2, "invalid argument")                                       \
+    X(ENOPROC,   -3, "no such actor (stale or unknown pid)")                   \
+    X(EOVERLOAD, -4, "mailbox full")                                           \
+    X(ETIMEDOUT, -5, "timed out")                                              \
+    X(ESTOPPED,  -6, "runtime is stopping or stopped")                         \
+    X(ELIMIT,    -7, "actor table full")                                       \
+    X(EEXIT,     -8, "actor exited before replying")                           \
+    X(ESYS,      -9, "system call failed")                                     \
+    X(ESTATE,   -10, "call not allowed in this state or on this thread")       \
+    X(EFAIL,    -11, "actor init failed")
+
+typedef enum {
+    TR_OK = 0,
+#define TR__ERR_ENUM(name, code, text) TR_##name = code,
+    TR_ERRNO_MAP(TR__ERR_ENUM)
+#undef TR__ERR_ENUM
+} tr_errno;
+
+/* Returns a static message for a TR_E* code ("unknown error" for others). */
+const char *tr_strerror(int err);
+/* Returns the code's name without the TR_ prefix ("ENOMEM"), or "UNKNOWN". */
+const char *tr_errname(int err);
+
+/* ---- allocation -------------------------------------------------------- */
+
+/* Every allocation of the runtime goes through these three. tr_malloc and tr_realloc
+ * return NULL on failure (injected or real); the runtime turns that into TR_ENOMEM. */
+void *tr_malloc(size_t size);
+void *tr_realloc(void *ptr, size_t size);
+void  tr_free(void *ptr);
+
+/* Test hooks. tr_alloc_fail_after(n): on the calling thread only, the allocation after
+ * the next n successful ones fails (n = 0: the very next); -1 disables. Returns how many
+ * allocations are still to succeed (-1 when disabled) so a test can tell whether its
+ * code reached the injected failure. tr_alloc_live() counts blocks allocated and not
+ * yet freed, across all threads, since tr_alloc_track(1) was called. */
+long tr_alloc_fail_after(long n);
+long tr_alloc_pending(void);
+void tr_alloc_track(int on);
+long tr_alloc_live(void);
+
+/* ---- identities -------------------------------------------------------- */
+
+/* A pid: slot index (low 32 bits) + slot generation (high 32 bits). A pid whose slot
+ * has been reused never reaches the new actor. 0 is never a valid pid. */
+typedef uint64_t tr_pid;
+#define TR_PID_NONE ((tr_pid)0)
+
+typedef struct tr_runtime tr_runtime;
+typedef struct tr_actor   tr_ctx;      /* an actor, seen from inside its callbacks */
+
+/* ---- exit reasons ------------------------------------------------------ */
+
+enum {
+    TR_EXIT_NORMAL   = 0, /* linked actors ignore it unless they trap exits */
+    TR_EXIT_SHUTDOWN = 1, /* orderly stop requested (supervisor, runtime stop) */
+    TR_EXIT_KILL     = 2, /* sent with tr_kill: cannot be trapped; links see KILLED */
+    TR_EXIT_KILLED   = 3, /* the reason of an actor that was sent KILL */
+    TR_EXIT_ERROR    = 4, /* init or receive returned an error */
+    TR_EXIT_NOPROC   = 5, /* linked or monitored a pid that was already gone */
+    TR_EXIT_USER     = 100 /* first reason free for applications */
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+typedef enum {
+    TR_MSG_USER = 0,  /* tr_send; also what timers deliver */
+    TR_MSG_CALL,      /* tr_call: answer with tr_reply (now or later, from saved from/ref) */
+    TR_MSG_REPLY,     /* answer to this actor's tr_call; status < 0: callee gone (TR_EEXIT) */
+    TR_MSG_TIMEOUT,   /* this actor's tr_call with this ref got no answer in time */
+    TR_MSG_EXIT,      /* a linked actor exited (only seen when trapping exits) */
+    TR_MSG_DOWN,      /* a monitored actor exited; ref = the monitor reference */
+    TR__MSG_SYSTEM    /* kinds from here on are internal signals, never delivered */
+} tr_msg_kind;
+
+/* One allocation: header and payload. Fields are read-only for receivers. */
+typedef struct tr_msg tr_msg;
+struct tr_msg {
+    tr_msg  *tr__next;        /* mailbox link: owned by the runtime */
+    tr_pid   tr__to;          /* the incarnation it was sent to */
+    tr_pid   from;            /* sender actor, or 0 from outside any actor */
+    uint64_t ref;             /* call/monitor/timer reference, else 0 */
+    uint8_t  kind;            /* tr_msg_kind */
+    uint8_t  tr__flags;
+    uint16_t tr__pad;
+    int32_t  status;          /* EXIT/DOWN: reason; REPLY: 0 or a TR_E* code */
+    uint32_t tag;             /* the application's message type */
+    uint32_t size;            /* bytes in data[] */
+    void    *ptr;             /* pointer payload (tr_send_ptr), else NULL */
+    void   (*ptr_free)(void *ptr); /* called if the message is dropped undelivered */
+    char     data[];          /* byte payload */
+};
+
+/* Allocates a message with room for size payload bytes (kind USER, tag 0). The caller
+ * owns it until it passes it to tr_send_msg. NULL on out of memory. */
+tr_msg *tr_msg_new(uint32_t tag, const void *data, size_t size);
+/* Frees a message the caller owns (calls ptr_free for an undelivered pointer). */
+void tr_msg_free(tr_msg *msg);
+
+/* ---- behaviours -------------------------------------------------------- */
+
+/*
+ * A C behaviour. init runs synchronously inside tr_spawn, on the spawning thread,
+ * before the actor can run a message; it stores its state in *state and returns 0, or
+ * a negative code that makes tr_spawn fail with TR_EFAIL (nothing is left behind).
+ * receive borrows msg (it is freed when receive returns, unless tr_msg_keep is
+ * called); a negative return makes the actor exit with TR_EXIT_ERROR. terminate
+ * runs once, on exit, with the reason, and owns the release of state. Any may be NULL.
+ */
+typedef struct tr_behaviour {
+    const char *name;
+    int  (*init)(tr_ctx *ctx, void *arg, void **state);
+    int  (*receive)(tr_ctx *ctx, void *state, tr_msg *msg);
+    void (*terminate)(tr_ctx *ctx, void *state, int reason);
+} tr_behaviour;
+
+typedef struct tr_spawn_opts {
+    int      worker;       /* -1: floating (any worker runs it); else pinned to it */
+    uint32_t max_mailbox;  /* 0: unbounded; else sends beyond it get TR_EOVERLOAD */
+    tr_pid   link;         /* link to this pid before init runs (0: none) */
+    int      trap_exit;    /* start trapping exits */
+} tr_spawn_opts;
+
+#define TR_SPAWN_OPTS_INIT { -1, 0, TR_PID_NONE, 0 }
+
+/* ---- runtime ------------------------------------------------------------ */
+
+typedef struct tr_config {
+    int      workers;          /* worker threads; 0: number of online cores */
+    uint32_t max_actors;       /* actor table capacity; 0: 16M */
+    uint32_t turn_budget;      /* messages an actor handles per turn; 0: 128 */
+} tr_config;
+
+/* Fills *cfg with the defaults. */
+void tr_config_init(tr_config *cfg);
+
+/* Creates a runtime (not started). cfg may be NULL for defaults. Returns 0 and sets
+ * *out, or TR_ENOMEM / TR_EINVAL / TR_ESYS with *out untouched. */
+int tr_runtime_new(const tr_config *cfg, tr_runtime **out);
+
+/* Starts the worker threads; returns at once (the runtime runs in the background).
+ * Actors may be spawned before start: they run once it is called. */
+int tr_runtime_start(tr_runtime *rt);
+
+/*
+ * Begins a graceful stop; callable from any thread, actors included; returns at once.
+ * Every live actor gets an exit signal with reason TR_EXIT_SHUTDOWN, queued behind
+ * the messages already in its mailbox: messages sent before the stop are delivered.
+ * Actors that trap exits get it as a TR_MSG_EXIT and decide. When every actor has
+ * exited, or deadline_ms passes (< 0: no deadline), the workers stop; actors still
+ * alive then are terminated with TR_EXIT_KILLED and their pending messages dropped
+ * and counted (tr_stats.dropped). New spawns fail with TR_ESTOPPED from now on.
+ */
+int tr_runtime_stop(tr_runtime *rt, int deadline_ms);
+
+/* Blocks until the runtime has stopped (a stop must have been or be requested).
+ * Not from a worker thread (TR_ESTATE). */
+int tr_runtime_wait(tr_runtime *rt);
+
+/* Starts the runtime and blocks until it stops: the foreground mode. */
+int tr_runtime_run(tr_runtime *rt);
+
+/* Stops (if running, with no deadline) and frees the runtime and everything in it. */
+void tr_runtime_free(tr_runtime *rt);
+
+int tr_runtime_workers(const tr_runtime *rt);
+
+typedef struct tr_stats {
+    uint64_t actors_live;      /* spawned and not yet exited */
+    uint64_t spawned;          /* since the runtime was created */
+    uint64_t exited;
+    uint64_t delivered;        /* messages handed to receive */
+    uint64_t dropped;          /* messages discarded undelivered (dead target, stop) */
+    uint64_t steals;           /* actors taken from another worker's queue */
+    uint64_t turns;            /* actor turns run */
+    uint64_t wakeups;          /* a sleeping worker woken */
+} tr_stats;
+
+void tr_runtime_stats(tr_runtime *rt, tr_stats *out);
+
+/* ---- actors -------------------------------------------------------------- */
+
+/* Spawns an actor with behaviour b (borrowed: must outlive the actor) and init argument
+ * arg. opts may be NULL. Returns 0 and sets *pid; TR_ENOMEM, TR_ELIMIT, TR_ESTOPPED,
+ * TR_EINVAL (bad worker index) or TR_EFAIL (init failed) otherwise. */
+int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
+             const tr_spawn_opts *opts, tr_pid *pid);
+
+/* Sends a copy of size bytes of data with tag. The sender (msg.from) is the actor
+ * running on this thread, if any. 0, or TR_ENOPROC (stale pid), TR_EOVERLOAD,
+ * TR_ENOMEM. A message in flight to an actor that exits is dropped and counted. */
+int tr_send(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data, size_t size);
+
+/* Sends a pointer. On success ownership of ptr moves to the message: the receiver
+ * owns it (or ptr_free is called if the message is dropped). On failure the caller
+ * keeps ptr. */
+int tr_send_ptr(tr_runtime *rt, tr_pid to, uint32_t tag, void *ptr,
+                void (*ptr_free)(void *));
+
+/* Sends a message built with tr_msg_new. Takes ownership of msg, also on failure. */
+int tr_send_msg(tr_runtime *rt, tr_pid to, tr_msg *msg);
+
+/* Sends an exit signal to pid, as if from a linked actor exiting with reason.
+ * TR_EXIT_KILL cannot be trapped. 0 or TR_ENOPROC. */
+int tr_kill(tr_runtime *rt, tr_pid pid, int reason);
+
+/* 1 if pid names a live actor, else 0. */
+int tr_alive(tr_runtime *rt, tr_pid pid);
+
+/* Calls to from outside any actor (embedders' threads): sends a TR_MSG_CALL and
+ * blocks until the reply, which the caller then owns (*reply; tr_msg_free it).
+ * TR_ETIMEDOUT after timeout_ms (< 0: no limit), TR_EEXIT if to exited first,
+ * TR_ENOPROC, TR_ESTOPPED, TR_ESTATE on a worker thread. */
+int tr_call_sync(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data,
+                 size_t size, int timeout_ms, tr_msg **reply);
+
+/* ---- inside an actor (tr_ctx) ------------------------------------------------ */
+
+tr_pid      tr_self(const tr_ctx *ctx);
+tr_runtime *tr_ctx_runtime(const tr_ctx *ctx);
+/* The worker running the actor now (floating actors may move between turns). */
+int         tr_ctx_worker(const tr_ctx *ctx);
+
+/* Makes the actor exit with reason when the current callback returns. */
+void tr_exit(tr_ctx *ctx, int reason);
+
+/* Keeps msg alive past receive: the caller owns it from now on (tr_msg_free or
+ * tr_send_msg it). Only for the message receive was handed. */
+void tr_msg_keep(tr_ctx *ctx, tr_msg *msg);
+
+/* Sends a TR_MSG_CALL and returns at once with its reference in *ref. Exactly one
+ * of these arrives later with that ref: TR_MSG_REPLY (status 0, or TR_EEXIT if the
+ * callee exited without answering), or TR_MSG_TIMEOUT after timeout_ms (< 0: none). */
+int tr_call(tr_ctx *ctx, tr_pid to, uint32_t tag, const void *data, size_t size,
+            int timeout_ms, uint64_t *ref);
+
+/* Answers a TR_MSG_CALL: to the caller request->from with request->ref. */
+int tr_reply(tr_runtime *rt, const tr_msg *request, uint32_t tag,
+             const void *data, size_t size);
+/* Answers later, from a saved caller pid and ref. */
+int tr_reply_to(tr_runtime *rt, tr_pid caller, uint64_t ref, uint32_t tag,
+                const void *data, size_t size);
+
+/* Links (both ways). Linking a dead pid delivers an exit signal with NOPROC. */
+int tr_link(tr_ctx *ctx, tr_pid pid);
+int tr_unlink(tr_ctx *ctx, tr_pid pid);
+/* Exit signals become TR_MSG_EXIT messages while on (except KILL). */
+void tr_trap_exit(tr_ctx *ctx, int on);
+
+/* Monitors pid: one TR_MSG_DOWN with *ref arrives when it exits (reason NOPROC if it
+ * already had). tr_demonitor cancels; no DOWN arrives for ref after it returns. */
+int tr_monitor(tr_ctx *ctx, tr_pid pid, uint64_t *ref);
+int tr_demonitor(tr_ctx *ctx, uint64_t ref);
+
+/* ---- timers ---------------------------------------------------------------- */
+
+/* Delivers a copy of (tag, data) to `to` as a TR_MSG_USER after ms milliseconds,
+ * and, for tr_send_every, every ms after that. *timer (may be NULL) identifies it
+ * for tr_timer_cancel. The message's from is the actor that set the timer. */
+int tr_send_after(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data,
+                  size_t size, uint64_t ms, uint64_t *timer);
+int tr_send_every(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data,
+                  size_t size, uint64_t ms, uint64_t *timer);
+/* Cancels a timer. A message already sent is not taken back. 0 or TR_ENOPROC when
+ * the timer is unknown or finished (a one-shot that fired). */
+int tr_timer_cancel(tr_runtime *rt, uint64_t timer);
+
+/* ---- supervisors (actors/supervisor.c) --------------------------------------- */
+
+typedef enum { TR_ONE_FOR_ONE, TR_ONE_FOR_ALL, TR_REST_FOR_ONE } tr_sup_strategy;
+typedef enum {
+    TR_PERMANENT, /* always restarted */
+    TR_TRANSIENT, /* restarted if it exits with a reason other than NORMAL/SHUTDOWN */
+    TR_TEMPORARY  /* never restarted */
+} tr_restart;
+
+typedef struct tr_child_spec {
+    const char         *id;
+    const tr_behaviour *behaviour;  /* spawned linked to the supervisor */
+    void               *arg;        /* init argument, borrowed */
+    tr_spawn_opts       opts;       /* link is set by the supervisor */
+    tr_restart          restart;
+    int                 shutdown_ms; /* wait for SHUTDOWN, then KILL; < 0: wait forever */
+} tr_child_spec;
+
+typedef struct tr_sup_spec {
+    tr_sup_strategy      strategy;
+    int                  intensity; /* restarts allowed ... */
+    int                  period_ms; /* ... within this window; beyond: the supervisor
+                                       stops its children and exits with SHUTDOWN */
+    const tr_child_spec *children;  /* copied at spawn */
+    int                  n_children;
+} tr_sup_spec;
+
+/* Spawns a supervisor (trapping exits) that starts the children in order. Fails
+ * (TR_EFAIL) if a child fails to start; children already started are stopped. */
+int tr_supervisor_start(tr_runtime *rt, const tr_sup_spec *spec,
+                        const tr_spawn_opts *opts, tr_pid *pid);
+/* The current pid of child id, or 0 (asks the supervisor; any thread but its own). */
+tr_pid tr_supervisor_child(tr_runtime *rt, tr_pid sup, const char *id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

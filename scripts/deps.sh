@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs the Debian packages troupe needs (shared/DESIGN.md, "Dependencies").
+#   scripts/deps.sh          build + test dependencies
+#   scripts/deps.sh bench    also the peers the benchmarks compare against
+# Silent and fast when everything is present. As root it runs apt-get update and
+# apt-get install; otherwise it prints the exact command and fails.
+set -eu
+
+packages="build-essential pkg-config liblua5.4-dev libuv1-dev node-llhttp libpq-dev
+libhiredis-dev libjansson-dev libssl-dev libsodium-dev libcmocka-dev lua-busted
+postgresql redis-server redis-tools procps"
+if [ "${1:-}" = bench ]; then
+    packages="$packages erlang-base wrk"
+fi
+
+missing=""
+for p in $packages; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+    [ "$status" = installed ] || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "troupe: missing Debian packages:$missing" >&2
+    echo "run as root: apt-get update && apt-get install -y --no-install-recommends$missing" >&2
+    exit 1
+fi
+
+echo "troupe: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2
