@@ -133,7 +133,8 @@ void tr_msg_free(tr_msg *msg);
 /*
  * A C behaviour. init runs synchronously inside tr_spawn, on the spawning thread,
  * before the actor can run a message; it stores its state in *state and returns 0, or
- * a negative code that makes tr_spawn fail with TR_EFAIL (nothing is left behind).
+ * a negative code that makes tr_spawn fail with TR_EFAIL (TR_ENOMEM when init returned
+ * TR_ENOMEM); nothing of the actor is left behind, and terminate does not run.
  * receive borrows msg (it is freed when receive returns, unless tr_msg_keep is
  * called); a negative return makes the actor exit with TR_EXIT_ERROR. terminate
  * runs once, on exit, with the reason, and owns the release of state. Any may be NULL.
@@ -213,7 +214,8 @@ void tr_runtime_stats(tr_runtime *rt, tr_stats *out);
 
 /* Spawns an actor with behaviour b (borrowed: must outlive the actor) and init argument
  * arg. opts may be NULL. Returns 0 and sets *pid; TR_ENOMEM, TR_ELIMIT, TR_ESTOPPED,
- * TR_EINVAL (bad worker index) or TR_EFAIL (init failed) otherwise. */
+ * TR_EINVAL (bad worker index), TR_ENOPROC (opts.link names a dead actor) or
+ * TR_EFAIL (init failed) otherwise. */
 int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
              const tr_spawn_opts *opts, tr_pid *pid);
 
@@ -235,7 +237,9 @@ int tr_send_msg(tr_runtime *rt, tr_pid to, tr_msg *msg);
  * TR_EXIT_KILL cannot be trapped. 0 or TR_ENOPROC. */
 int tr_kill(tr_runtime *rt, tr_pid pid, int reason);
 
-/* 1 if pid names a live actor, else 0. */
+/* 1 if pid names a live actor, else 0. It turns 0 as soon as the actor begins to
+ * exit (sends fail from then on); its terminate and the notices to links and
+ * monitors may still be under way: wait for those with a monitor, not with this. */
 int tr_alive(tr_runtime *rt, tr_pid pid);
 
 /* Calls to from outside any actor (embedders' threads): sends a TR_MSG_CALL and

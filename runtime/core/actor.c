@@ -7,6 +7,7 @@
  * on one worker at a time. Going idle stores IDLE and then looks at the mailbox once
  * more: either it sees the new message or the sender sees IDLE (both seq_cst).
  */
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -72,6 +73,13 @@ int tr__deliver(tr_runtime *rt, tr_pid to, tr_msg *m)
     m->tr__to = to;
     tr__mb_push(a, m);
     wake_actor(rt, a);
+    if (atomic_load_explicit(&a->gen, memory_order_seq_cst) != tr__pid_gen(to)) {
+        /* The target died around the push, maybe after its last sweep: take the dead
+         * slot over and sweep it, unless its finisher or a new incarnation has it. */
+        uint32_t s = TR__DEAD;
+        if (atomic_compare_exchange_strong(&a->state, &s, TR__RUNNING))
+            tr__sweep_dead(a);
+    }
     return 0;
 }
 
@@ -115,6 +123,21 @@ int tr_alive(tr_runtime *rt, tr_pid pid)
     return tr__lookup(rt, pid) != NULL;
 }
 
+/* Publishes a quiet actor as IDLE. From the store on, another thread may own it. */
+static void go_idle(tr_runtime *rt, tr_actor *a, bool requeue)
+{
+    atomic_store_explicit(&a->state, TR__IDLE, memory_order_seq_cst);
+    if (tr__mb_maybe_nonempty(a)) {
+        uint32_t s = TR__IDLE;
+        if (atomic_compare_exchange_strong(&a->state, &s, TR__QUEUED)) {
+            if (requeue)
+                tr__requeue(tr__cur_worker, a);
+            else
+                tr__schedule(rt, a);
+        }
+    }
+}
+
 /* ---- spawn ---------------------------------------------------------------- */
 
 int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
@@ -132,7 +155,6 @@ int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
     int rc = tr__slot_alloc(rt, &a);
     if (rc < 0)
         return rc;
-    a->self = tr__pid_make(a->index, atomic_load(&a->gen));
     a->beh = b;
     a->ustate = NULL;
     a->ext = NULL;
@@ -142,7 +164,10 @@ int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
     a->pinned = opts->worker;
     a->mb_max = opts->max_mailbox;
     a->run_next = NULL;
-    atomic_store_explicit(&a->state, TR__RUNNING, memory_order_release);
+    for (uint32_t s = TR__DEAD;
+         !atomic_compare_exchange_weak(&a->state, &s, TR__RUNNING); s = TR__DEAD)
+        sched_yield();   /* a racing sender is sweeping the dead slot */
+    a->self = tr__pid_make(a->index, atomic_load(&a->gen));
     atomic_fetch_add(&rt->live, 1);
     atomic_fetch_add_explicit(&rt->spawned, 1, memory_order_relaxed);
 
@@ -168,17 +193,18 @@ int tr_spawn(tr_runtime *rt, const tr_behaviour *b, void *arg,
             if (opts->link != TR_PID_NONE && a->ext &&
                 tr__pids_remove(a->ext->links, &a->ext->n_links, opts->link))
                 tr__signal(rt, opts->link, TR__SIG_UNLINK, a->self, 0, 0);
-            rc = TR_EFAIL;
+            if (rc != TR_ENOMEM)
+                rc = TR_EFAIL;
             goto fail;
         }
     }
     *pid = a->self;
 
-    atomic_store_explicit(&a->state, TR__IDLE, memory_order_seq_cst);
-    if ((tr__mb_ready(a) || (a->flags & TR__AF_EXITING) || atomic_load(&rt->stopping))) {
-        uint32_t s = TR__IDLE;
-        if (atomic_compare_exchange_strong(&a->state, &s, TR__QUEUED))
-            tr__schedule(rt, a);
+    if (a->flags & TR__AF_EXITING) {   /* init called tr_exit: finish on a worker */
+        atomic_store_explicit(&a->state, TR__QUEUED, memory_order_relaxed);
+        tr__schedule(rt, a);
+    } else {
+        go_idle(rt, a, false);
     }
     /* A stop that raced with this spawn may have missed it in its sweep. */
     if (atomic_load(&rt->stopping))
@@ -207,6 +233,8 @@ void tr__actor_set_exit(tr_actor *a, int reason)
 void tr__invoke(tr_actor *a, tr_msg *m)
 {
     int rc = 0;
+    if (tr__cur_worker)
+        tr__cur_worker->delivered++;
     if (a->beh->receive) {
         a->current = m;
         rc = a->beh->receive(a, a->ustate, m);
@@ -250,7 +278,9 @@ void tr__run_actor(tr_worker *w, tr_actor *a)
     tr__cur_actor = a;
     uint32_t budget = rt->cfg.turn_budget, n = 0;
     const tr_pid self = a->self;
-    while (!(a->flags & TR__AF_EXITING) && n < budget) {
+    /* quit: the stop deadline passed; what is left is dropped when the actor is killed. */
+    while (!(a->flags & TR__AF_EXITING) && n < budget &&
+           !atomic_load_explicit(&rt->quit, memory_order_relaxed)) {
         tr_msg *m = tr__mb_pop(a);
         if (m == NULL)
             break;
@@ -264,24 +294,18 @@ void tr__run_actor(tr_worker *w, tr_actor *a)
         dispatch(a, m);
     }
     tr__cur_actor = NULL;
-    atomic_store_explicit(&w->st_delivered,
-                          atomic_load_explicit(&w->st_delivered, memory_order_relaxed) + n,
-                          memory_order_relaxed);
     if (a->flags & TR__AF_EXITING) {
         tr__actor_finish(rt, a, a->exit_reason, true);
         return;
     }
-    if (tr__mb_ready(a)) {          /* budget spent: to the back of the queue */
+    if (!tr__mb_quiet(a)) {
+        /* Budget spent, or a push in progress (between a sender's exchange and its
+         * link): to the back of the queue, still owned. */
         atomic_store_explicit(&a->state, TR__QUEUED, memory_order_relaxed);
         tr__requeue(w, a);
         return;
     }
-    atomic_store_explicit(&a->state, TR__IDLE, memory_order_seq_cst);
-    if (tr__mb_ready(a)) {
-        uint32_t s = TR__IDLE;
-        if (atomic_compare_exchange_strong(&a->state, &s, TR__QUEUED))
-            tr__requeue(w, a);
-    }
+    go_idle(rt, a, true);
 }
 
 /* ---- exit ----------------------------------------------------------------------- */
@@ -304,10 +328,9 @@ void tr__actor_finish(tr_runtime *rt, tr_actor *a, int reason, bool run_terminat
     }
     tr__calls_cancel(a);
     tr__notify_exit(a, reason);
-    tr__drain_dead(a, reason);
     ext_free(a);
     a->ustate = NULL;
-    atomic_store_explicit(&a->state, TR__DEAD, memory_order_release);
+    tr__sweep_dead(a);
     tr__slot_release(rt, a);
     tr__actor_exited(rt);
 }

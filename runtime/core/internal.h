@@ -123,6 +123,7 @@ typedef struct tr_worker {
     tr__timer      **map;     uint32_t map_cap, map_used;  /* id -> timer, linear probing */
     _Atomic uint64_t timer_seq;
     uint64_t         next_ref;
+    uint64_t         delivered;      /* owner only; published to st_delivered */
 
     /* stats, written by the owner only (relaxed) */
     _Atomic uint64_t st_delivered, st_turns, st_steals, st_wakeups;
@@ -177,6 +178,12 @@ static inline tr_pid tr__pid_make(uint32_t index, uint32_t gen)
 }
 static inline uint32_t tr__pid_index(tr_pid p) { return (uint32_t)p; }
 static inline uint32_t tr__pid_gen(tr_pid p) { return (uint32_t)(p >> 32); }
+/* The slot holds a live incarnation (exit moves the generation first). */
+static inline bool tr__slot_live(tr_actor *a)
+{
+    return atomic_load(&a->state) != TR__DEAD &&
+           atomic_load(&a->gen) == tr__pid_gen(a->self);
+}
 static inline tr_pid tr__actor_pid(tr_actor *a)
 {
     return tr__pid_make(a->index, atomic_load_explicit(&a->gen, memory_order_relaxed));
@@ -187,7 +194,8 @@ tr_msg *tr__msg_alloc(size_t size);
 void    tr__mb_init(tr_actor *a);
 void    tr__mb_push(tr_actor *a, tr_msg *m);
 tr_msg *tr__mb_pop(tr_actor *a);
-bool    tr__mb_ready(tr_actor *a);
+bool    tr__mb_quiet(tr_actor *a);
+bool    tr__mb_maybe_nonempty(tr_actor *a);
 void    tr__msg_drop(tr_runtime *rt, tr_msg *m);
 
 /* ---- actor.c ---- */
@@ -204,7 +212,7 @@ int  tr__signal(tr_runtime *rt, tr_pid to, int kind, tr_pid from, uint64_t ref,
                 int32_t status);
 void tr__handle_signal(tr_actor *a, tr_msg *m);
 void tr__notify_exit(tr_actor *a, int reason);
-void tr__drain_dead(tr_actor *a, int reason);
+void tr__sweep_dead(tr_actor *a);
 int  tr__pids_add(tr_pid **v, uint32_t *n, uint32_t *cap, tr_pid p);
 bool tr__pids_remove(tr_pid *v, uint32_t *n, tr_pid p);
 

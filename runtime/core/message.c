@@ -72,8 +72,8 @@ void tr__mb_init(tr_actor *a)
 void tr__mb_push(tr_actor *a, tr_msg *m)
 {
     __atomic_store_n(&m->tr__next, NULL, __ATOMIC_RELAXED);
-    tr_msg *prev = atomic_exchange_explicit(&a->mb_head, m, memory_order_acq_rel);
-    /* seq_cst: pairs with the consumer's idle store + recheck (tr__mb_ready). */
+    /* seq_cst: pairs with tr__mb_maybe_nonempty after an actor went idle. */
+    tr_msg *prev = atomic_exchange_explicit(&a->mb_head, m, memory_order_seq_cst);
     __atomic_store_n(&prev->tr__next, m, __ATOMIC_SEQ_CST);
 }
 
@@ -103,14 +103,22 @@ tr_msg *tr__mb_pop(tr_actor *a)
     return NULL;
 }
 
-/* True when tr__mb_pop would return a message now. A message whose producer has not
- * linked it yet does not count: that producer schedules the actor after linking. */
-bool tr__mb_ready(tr_actor *a)
+/* Owner only: nothing queued and no push in progress (the state in which an actor
+ * may go idle: the head is back at the stub). */
+bool tr__mb_quiet(tr_actor *a)
 {
-    tr_msg *tail = a->mb_tail;
-    tr_msg *next = __atomic_load_n(&tail->tr__next, __ATOMIC_SEQ_CST);
-    if (tail == stub_of(a))
-        return next != NULL;
-    return next != NULL ||
-           tail == atomic_load_explicit(&a->mb_head, memory_order_seq_cst);
+    tr_msg *stub = stub_of(a);
+    return a->mb_tail == stub && LOAD(&stub->tr__next) == NULL &&
+           atomic_load_explicit(&a->mb_head, memory_order_acquire) == stub;
+}
+
+/* Any thread, after the actor was published IDLE: could a message have arrived since
+ * it was quiet? Reads only the head and the stub, which live in the actor itself
+ * (type-stable), never the consumer's tail. A false positive costs one spurious
+ * wake-up; a push after the IDLE store is seen here or sees IDLE (both seq_cst). */
+bool tr__mb_maybe_nonempty(tr_actor *a)
+{
+    tr_msg *stub = stub_of(a);
+    return atomic_load_explicit(&a->mb_head, memory_order_seq_cst) != stub ||
+           __atomic_load_n(&stub->tr__next, __ATOMIC_SEQ_CST) != NULL;
 }

@@ -113,10 +113,9 @@ int tr_runtime_stop(tr_runtime *rt, int deadline_ms)
     uint32_t n = atomic_load_explicit(&rt->n_slots, memory_order_acquire);
     for (uint32_t i = 0; i < n; i++) {
         tr_actor *a = tr__slot(rt, i);
-        if (atomic_load(&a->state) == TR__DEAD)
-            continue;
-        tr_pid pid = tr__pid_make(i, atomic_load(&a->gen));
-        tr__signal(rt, pid, TR__SIG_EXIT, TR_PID_NONE, 0, TR_EXIT_SHUTDOWN);
+        if (tr__slot_live(a))
+            tr__signal(rt, tr__pid_make(i, atomic_load(&a->gen)), TR__SIG_EXIT,
+                       TR_PID_NONE, 0, TR_EXIT_SHUTDOWN);
     }
     return 0;
 }
@@ -166,7 +165,7 @@ int tr_runtime_wait(tr_runtime *rt)
     uint32_t n = atomic_load(&rt->n_slots);
     for (uint32_t i = 0; i < n; i++) {
         tr_actor *a = tr__slot(rt, i);
-        if (atomic_load(&a->state) != TR__DEAD)
+        if (tr__slot_live(a))
             tr__actor_finish(rt, a, TR_EXIT_KILLED, true);
     }
     return 0;
@@ -193,7 +192,7 @@ void tr_runtime_free(tr_runtime *rt)
         uint32_t n = atomic_load(&rt->n_slots);
         for (uint32_t i = 0; i < n; i++) {
             tr_actor *a = tr__slot(rt, i);
-            if (atomic_load(&a->state) != TR__DEAD)
+            if (tr__slot_live(a))
                 tr__actor_finish(rt, a, TR_EXIT_KILLED, true);
         }
     }

@@ -6,6 +6,7 @@
  * updates the target's tables; an exit signal kills the target unless it traps exits
  * (then it becomes a TR_MSG_EXIT) or the reason is NORMAL. KILL cannot be trapped.
  */
+#include <sched.h>
 #include <string.h>
 
 #include "internal.h"
@@ -162,32 +163,48 @@ void tr__notify_exit(tr_actor *a, int reason)
     x->n_watching = 0;
 }
 
-/* Empties a dead actor's mailbox: callers get TR_EEXIT, late link and monitor requests
- * hear NOPROC, everything else is dropped and counted. */
-void tr__drain_dead(tr_actor *a, int reason)
+/*
+ * Empties a dead actor's mailbox: callers get TR_EEXIT, late link and monitor
+ * requests hear NOPROC, everything else is dropped and counted. The caller holds
+ * the slot (state RUNNING, generation already moved on); on return the slot is DEAD
+ * and quiet, or another thread took it over to sweep what arrived meanwhile (a
+ * sender whose push raced with the exit, see tr__deliver). Pushes in progress are
+ * waited for: they are a few instructions long.
+ */
+void tr__sweep_dead(tr_actor *a)
 {
-    (void)reason;
     tr_runtime *rt = a->rt;
-    tr_msg *m;
-    while ((m = tr__mb_pop(a)) != NULL) {
-        if (m->tr__flags & TR__MF_COUNTED)
-            atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
-        if (m->tr__to == a->self) {
+    const tr_pid last = a->self;
+    for (;;) {
+        tr_msg *m;
+        while ((m = tr__mb_pop(a)) != NULL) {
+            if (m->tr__flags & TR__MF_COUNTED)
+                atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
             switch (m->kind) {
             case TR_MSG_CALL:
                 tr__reply_status(rt, m->from, m->ref, TR_EEXIT);
                 break;
             case TR__SIG_LINK:
-                tr__signal(rt, m->from, TR__SIG_EXIT, a->self, 0, TR_EXIT_NOPROC);
+                tr__signal(rt, m->from, TR__SIG_EXIT, last, 0, TR_EXIT_NOPROC);
                 break;
             case TR__SIG_MONITOR:
-                tr__signal(rt, m->from, TR_MSG_DOWN, a->self, m->ref, TR_EXIT_NOPROC);
+                tr__signal(rt, m->from, TR_MSG_DOWN, last, m->ref, TR_EXIT_NOPROC);
                 break;
             default:
                 break;
             }
+            tr__msg_drop(rt, m);
         }
-        tr__msg_drop(rt, m);
+        if (!tr__mb_quiet(a)) {
+            sched_yield();
+            continue;
+        }
+        atomic_store_explicit(&a->state, TR__DEAD, memory_order_seq_cst);
+        if (!tr__mb_maybe_nonempty(a))
+            return;
+        uint32_t s = TR__DEAD;
+        if (!atomic_compare_exchange_strong(&a->state, &s, TR__RUNNING))
+            return;   /* a racing sender, or a new incarnation, has it now */
     }
 }
 

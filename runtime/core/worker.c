@@ -266,7 +266,12 @@ static void worker_main(void *arg)
         while (turns < BATCH_TURNS && (a = next_actor(w)) != NULL) {
             tr__run_actor(w, a);
             turns++;
+            if (atomic_load_explicit(&rt->quit, memory_order_relaxed)) {
+                /* a is queued or idle again: the stopping thread finishes it. */
+                break;
+            }
         }
+        atomic_store_explicit(&w->st_delivered, w->delivered, memory_order_relaxed);
         if (turns) {
             atomic_store_explicit(&w->st_turns,
                                   atomic_load_explicit(&w->st_turns, memory_order_relaxed) + (uint64_t)turns,

@@ -32,9 +32,21 @@ static inline void th_sleep_ms(unsigned ms)
 /* Polls expr every millisecond for up to ms; evaluates to 1 when it became true. */
 #define TH_WAIT_UNTIL(expr, ms) ({                                   \
         uint64_t th__end = th_now_ms() + (ms); int th__ok = 0;       \
-        for (;;) { if (expr) { th__ok = 1; break; }                  \
-                   if (th_now_ms() > th__end) break; th_sleep_ms(1); } \
+        for (;;) {                                                   \
+            if (expr) { th__ok = 1; break; }                         \
+            if (th_now_ms() > th__end) break;                        \
+            th_sleep_ms(1);                                          \
+        }                                                            \
         th__ok; })
+
+/* Live actors, for waiting until an exit has run to its end (tr_alive turns false
+ * as an exit begins; terminate and the mailbox sweep come after). */
+static inline uint64_t th_live(tr_runtime *rt)
+{
+    tr_stats st;
+    tr_runtime_stats(rt, &st);
+    return st.actors_live;
+}
 
 /* A started runtime with n workers, allocation tracking on. */
 static inline tr_runtime *th_runtime(int workers)
