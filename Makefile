@@ -49,7 +49,7 @@ LIBS := $(PKG_LIBS) -lm
 CORE_SRC := runtime/core/error.c runtime/core/alloc.c runtime/core/runtime.c \
             runtime/core/table.c runtime/core/worker.c runtime/core/actor.c \
             runtime/core/message.c runtime/core/signal.c runtime/core/timer.c \
-            runtime/core/call.c
+            runtime/core/call.c runtime/core/pool.c
 ACTORS_SRC := actors/supervisor.c
 LIB_SRC  := $(CORE_SRC) $(ACTORS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)

@@ -113,7 +113,7 @@ struct tr_msg {
     uint64_t ref;             /* call/monitor/timer reference, else 0 */
     uint8_t  kind;            /* tr_msg_kind */
     uint8_t  tr__flags;
-    uint16_t tr__pad;
+    uint16_t tr__pool;        /* which pool the block returns to (runtime's) */
     int32_t  status;          /* EXIT/DOWN: reason; REPLY: 0 or a TR_E* code */
     uint32_t tag;             /* the application's message type */
     uint32_t size;            /* bytes in data[] */
@@ -206,6 +206,7 @@ typedef struct tr_stats {
     uint64_t steals;           /* actors taken from another worker's queue */
     uint64_t turns;            /* actor turns run */
     uint64_t wakeups;          /* a sleeping worker woken */
+    uint64_t timers;           /* timers armed (send_after/every, call timeouts) */
 } tr_stats;
 
 void tr_runtime_stats(tr_runtime *rt, tr_stats *out);

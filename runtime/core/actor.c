@@ -58,14 +58,14 @@ int tr__deliver(tr_runtime *rt, tr_pid to, tr_msg *m)
 {
     tr_actor *a = tr__lookup(rt, to);
     if (a == NULL) {
-        tr_free(m);  /* never delivered: a pointer payload stays the sender's */
+        tr__msg_release(m);  /* never delivered: a pointer payload stays the sender's */
         return TR_ENOPROC;
     }
     if (a->mb_max && (m->kind == TR_MSG_USER || m->kind == TR_MSG_CALL)) {
         int32_t n = atomic_fetch_add_explicit(&a->mb_count, 1, memory_order_relaxed);
         if ((uint32_t)n >= a->mb_max) {
             atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
-            tr_free(m);
+            tr__msg_release(m);
             return TR_EOVERLOAD;
         }
         m->tr__flags |= TR__MF_COUNTED;
@@ -229,7 +229,9 @@ void tr__actor_set_exit(tr_actor *a, int reason)
     }
 }
 
-/* Hands m to receive and frees it afterwards unless kept. */
+/* Hands m to receive and frees it afterwards unless kept. A kept message belongs to
+ * the receiver from tr_msg_keep on (it may already be freed by another thread when
+ * receive returns), so it is not touched again. */
 void tr__invoke(tr_actor *a, tr_msg *m)
 {
     int rc = 0;
@@ -242,13 +244,14 @@ void tr__invoke(tr_actor *a, tr_msg *m)
     }
     if (rc < 0)
         tr__actor_set_exit(a, TR_EXIT_ERROR);
+    if (a->flags & TR__AF_KEPT) {
+        a->flags &= ~(uint32_t)TR__AF_KEPT;
+        return;
+    }
     if (m->kind == TR_MSG_CALL && (a->flags & TR__AF_EXITING) &&
         !(m->tr__flags & TR__MF_REPLIED))
-        tr__reply_status(a->rt, m->from, m->ref, TR_EEXIT);
-    if (!(m->tr__flags & TR__MF_KEPT))
-        tr_free(m);
-    else
-        m->tr__flags &= (uint8_t)~TR__MF_KEPT;
+        tr__reply_status(a->rt, a->self, m->from, m->ref, TR_EEXIT);
+    tr__msg_release(m);
 }
 
 static void dispatch(tr_actor *a, tr_msg *m)
@@ -343,7 +346,7 @@ void tr_exit(tr_ctx *ctx, int reason)
 void tr_msg_keep(tr_ctx *ctx, tr_msg *msg)
 {
     if (ctx->current == msg)
-        msg->tr__flags |= TR__MF_KEPT;
+        ctx->flags |= TR__AF_KEPT;
 }
 
 tr_pid tr_self(const tr_ctx *ctx) { return ctx->self; }

@@ -5,7 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "troupe.h"
+#include "internal.h"
 
 static _Thread_local long fail_countdown = -1;
 static atomic_int  tracking;
@@ -49,6 +49,12 @@ void tr_free(void *ptr)
     if (atomic_load_explicit(&tracking, memory_order_relaxed))
         atomic_fetch_sub_explicit(&live_blocks, 1, memory_order_relaxed);
     free(ptr);
+}
+
+/* A failure is armed on this thread: caches must step aside so it is reached. */
+bool tr__alloc_injecting(void)
+{
+    return fail_countdown >= 0;
 }
 
 long tr_alloc_fail_after(long n)

@@ -21,9 +21,11 @@ uint64_t tr__new_ref(void)
     return (0xFFFFull << 48) | (atomic_fetch_add(&foreign_refs, 1) + 1);
 }
 
-int tr__reply_status(tr_runtime *rt, tr_pid caller, uint64_t ref, int32_t status)
+/* A reply with no payload from callee: how a callee that exits answers its calls. */
+int tr__reply_status(tr_runtime *rt, tr_pid callee, tr_pid caller, uint64_t ref,
+                     int32_t status)
 {
-    return tr__signal(rt, caller, TR_MSG_REPLY, tr__current_pid(), ref, status);
+    return tr__signal(rt, caller, TR_MSG_REPLY, callee, ref, status);
 }
 
 int tr_call(tr_ctx *a, tr_pid to, uint32_t tag, const void *data, size_t size,
@@ -56,7 +58,7 @@ int tr_call(tr_ctx *a, tr_pid to, uint32_t tag, const void *data, size_t size,
     if (timeout_ms >= 0) {
         tr_msg *t = tr__msg_alloc(0);
         if (t == NULL) {
-            tr_free(m);
+            tr__msg_release(m);
             return TR_ENOMEM;
         }
         t->kind = TR_MSG_TIMEOUT;
@@ -66,7 +68,7 @@ int tr_call(tr_ctx *a, tr_pid to, uint32_t tag, const void *data, size_t size,
         t->status = TR_ETIMEDOUT;
         int rc = tr__timer_add(rt, a->self, t, (uint64_t)timeout_ms, 0, &timer);
         if (rc < 0) {
-            tr_free(m);
+            tr__msg_release(m);
             return rc;
         }
     }

@@ -23,9 +23,9 @@ enum {
 };
 
 /* tr_msg.tr__flags */
-#define TR__MF_KEPT    0x01  /* tr_msg_keep: receive's caller must not free it */
 #define TR__MF_COUNTED 0x02  /* counted in a bounded mailbox's mb_count */
 #define TR__MF_REPLIED 0x04  /* a CALL that has been answered */
+#define TR__MF_LINKED  0x08  /* an exit signal sent because of a link */
 
 /* Actor states, changed by CAS so that one worker at a time runs an actor. */
 enum { TR__IDLE = 0, TR__QUEUED = 1, TR__RUNNING = 2, TR__DEAD = 3 };
@@ -34,6 +34,7 @@ enum { TR__IDLE = 0, TR__QUEUED = 1, TR__RUNNING = 2, TR__DEAD = 3 };
 #define TR__AF_TRAP     0x01
 #define TR__AF_EXITING  0x02
 #define TR__AF_BOUNDED  0x04
+#define TR__AF_KEPT     0x08  /* receive kept its message (tr_msg_keep): hands off */
 
 typedef struct tr_actor_ext tr_actor_ext;
 
@@ -98,6 +99,9 @@ typedef struct tr__cmd {
 } tr__cmd;
 enum { TR__CMD_TIMER_ADD, TR__CMD_TIMER_CANCEL };
 
+#define TR__POOL_CLASSES 3
+typedef struct { tr_msg *head, *tail; uint32_t n; } tr__pool_batch;
+
 typedef struct tr_worker {
     tr_runtime      *rt;
     int              id;
@@ -125,8 +129,14 @@ typedef struct tr_worker {
     uint64_t         next_ref;
     uint64_t         delivered;      /* owner only; published to st_delivered */
 
+    /* message pool (pool.c) */
+    tr_msg          *pool_local[TR__POOL_CLASSES];        /* owner only */
+    uint32_t         pool_local_n[TR__POOL_CLASSES];
+    _Atomic(tr_msg *) pool_returned[TR__POOL_CLASSES];    /* others push batches */
+    tr__pool_batch  *pool_pending;   /* [owner * classes + class]: to hand back */
+
     /* stats, written by the owner only (relaxed) */
-    _Atomic uint64_t st_delivered, st_turns, st_steals, st_wakeups;
+    _Atomic uint64_t st_delivered, st_turns, st_steals, st_wakeups, st_timers;
     char             pad_[TR__CACHELINE];
 } tr_worker;
 
@@ -189,8 +199,17 @@ static inline tr_pid tr__actor_pid(tr_actor *a)
     return tr__pid_make(a->index, atomic_load_explicit(&a->gen, memory_order_relaxed));
 }
 
-/* ---- message.c (mailbox) ---- */
+/* ---- pool.c ---- */
 tr_msg *tr__msg_alloc(size_t size);
+void    tr__msg_release(tr_msg *m);
+int     tr__pool_init(tr_worker *w);
+void    tr__pool_flush(tr_worker *w);
+void    tr__pool_close(tr_worker *w);
+
+/* ---- alloc.c ---- */
+bool    tr__alloc_injecting(void);
+
+/* ---- message.c (mailbox) ---- */
 void    tr__mb_init(tr_actor *a);
 void    tr__mb_push(tr_actor *a, tr_msg *m);
 tr_msg *tr__mb_pop(tr_actor *a);
@@ -224,6 +243,7 @@ void tr__schedule(tr_runtime *rt, tr_actor *a);
 void tr__requeue(tr_worker *w, tr_actor *a);
 void tr__worker_wake(tr_worker *w);
 void tr__worker_command(tr_worker *w, tr__cmd *c);
+void tr__worker_run_commands(tr_worker *w);
 void tr__wake_all(tr_runtime *rt);
 
 /* ---- timer.c ---- */
@@ -236,7 +256,8 @@ void tr__timers_close(tr_worker *w);
 
 /* ---- call.c ---- */
 uint64_t tr__new_ref(void);
-int  tr__reply_status(tr_runtime *rt, tr_pid caller, uint64_t ref, int32_t status);
+int  tr__reply_status(tr_runtime *rt, tr_pid callee, tr_pid caller, uint64_t ref,
+                      int32_t status);
 bool tr__call_settle(tr_actor *a, tr_msg *m);
 void tr__calls_cancel(tr_actor *a);
 

@@ -14,18 +14,6 @@
 #define LOAD(p)      __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v)  __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-tr_msg *tr__msg_alloc(size_t size)
-{
-    if (size > UINT32_MAX)
-        return NULL;
-    tr_msg *m = tr_malloc(sizeof(tr_msg) + size);
-    if (m == NULL)
-        return NULL;
-    memset(m, 0, sizeof(tr_msg));
-    m->size = (uint32_t)size;
-    return m;
-}
-
 tr_msg *tr_msg_new(uint32_t tag, const void *data, size_t size)
 {
     tr_msg *m = tr__msg_alloc(size);
@@ -43,7 +31,7 @@ void tr_msg_free(tr_msg *msg)
         return;
     if (msg->ptr && msg->ptr_free)
         msg->ptr_free(msg->ptr);
-    tr_free(msg);
+    tr__msg_release(msg);
 }
 
 /* Frees an undelivered message and counts it. */
@@ -74,7 +62,7 @@ void tr__mb_push(tr_actor *a, tr_msg *m)
     __atomic_store_n(&m->tr__next, NULL, __ATOMIC_RELAXED);
     /* seq_cst: pairs with tr__mb_maybe_nonempty after an actor went idle. */
     tr_msg *prev = atomic_exchange_explicit(&a->mb_head, m, memory_order_seq_cst);
-    __atomic_store_n(&prev->tr__next, m, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&prev->tr__next, m, __ATOMIC_RELEASE);
 }
 
 tr_msg *tr__mb_pop(tr_actor *a)

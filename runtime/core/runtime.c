@@ -223,5 +223,6 @@ void tr_runtime_stats(tr_runtime *rt, tr_stats *out)
         out->steals += atomic_load_explicit(&w->st_steals, memory_order_relaxed);
         out->turns += atomic_load_explicit(&w->st_turns, memory_order_relaxed);
         out->wakeups += atomic_load_explicit(&w->st_wakeups, memory_order_relaxed);
+        out->timers += atomic_load_explicit(&w->st_timers, memory_order_relaxed);
     }
 }

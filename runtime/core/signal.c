@@ -67,18 +67,25 @@ static bool pidrefs_remove(tr__pidref *v, uint32_t *n, uint64_t ref, tr_pid *pid
     return false;
 }
 
-/* Sends a header-only message of kind from `from`. 0, TR_ENOPROC or TR_ENOMEM. */
-int tr__signal(tr_runtime *rt, tr_pid to, int kind, tr_pid from, uint64_t ref,
-               int32_t status)
+static int signal_flags(tr_runtime *rt, tr_pid to, int kind, tr_pid from, uint64_t ref,
+                        int32_t status, uint8_t flags)
 {
     tr_msg *m = tr__msg_alloc(0);
     if (m == NULL)
         return TR_ENOMEM;
+    m->tr__flags = flags;
     m->kind = (uint8_t)kind;
     m->from = from;
     m->ref = ref;
     m->status = status;
     return tr__deliver(rt, to, m);
+}
+
+/* Sends a header-only message of kind from `from`. 0, TR_ENOPROC or TR_ENOMEM. */
+int tr__signal(tr_runtime *rt, tr_pid to, int kind, tr_pid from, uint64_t ref,
+               int32_t status)
+{
+    return signal_flags(rt, to, kind, from, ref, status, 0);
 }
 
 static void exit_signal(tr_actor *a, tr_msg *m)
@@ -89,7 +96,9 @@ static void exit_signal(tr_actor *a, tr_msg *m)
         tr_msg_free(m);
         return;
     }
-    if (a->ext)
+    /* A linked actor died: the link is gone. (tr_kill from a linked actor, like
+     * Erlang's exit/2, leaves the link in place.) */
+    if (a->ext && (m->tr__flags & TR__MF_LINKED))
         tr__pids_remove(a->ext->links, &a->ext->n_links, m->from);
     if (a->flags & TR__AF_TRAP) {
         m->kind = TR_MSG_EXIT;
@@ -112,7 +121,8 @@ void tr__handle_signal(tr_actor *a, tr_msg *m)
         x = tr__ext(a);
         if (x == NULL || tr__pids_add(&x->links, &x->n_links, &x->cap_links, m->from) < 0)
             /* Cannot record the link: behave as if this actor were gone. */
-            tr__signal(a->rt, m->from, TR__SIG_EXIT, a->self, 0, TR_EXIT_NOPROC);
+            signal_flags(a->rt, m->from, TR__SIG_EXIT, a->self, 0, TR_EXIT_NOPROC,
+                         TR__MF_LINKED);
         break;
     case TR__SIG_UNLINK:
         if (a->ext)
@@ -150,7 +160,8 @@ void tr__notify_exit(tr_actor *a, int reason)
         return;
     int link_reason = reason == TR_EXIT_KILL ? TR_EXIT_KILLED : reason;
     for (uint32_t i = 0; i < x->n_links; i++)
-        tr__signal(a->rt, x->links[i], TR__SIG_EXIT, a->self, 0, link_reason);
+        signal_flags(a->rt, x->links[i], TR__SIG_EXIT, a->self, 0, link_reason,
+                     TR__MF_LINKED);
     x->n_links = 0;
     for (uint32_t i = 0; i < x->n_watchers; i++)
         tr__signal(a->rt, x->watchers[i].pid, TR_MSG_DOWN, a->self, x->watchers[i].ref,
@@ -182,10 +193,11 @@ void tr__sweep_dead(tr_actor *a)
                 atomic_fetch_sub_explicit(&a->mb_count, 1, memory_order_relaxed);
             switch (m->kind) {
             case TR_MSG_CALL:
-                tr__reply_status(rt, m->from, m->ref, TR_EEXIT);
+                tr__reply_status(rt, m->tr__to, m->from, m->ref, TR_EEXIT);
                 break;
             case TR__SIG_LINK:
-                tr__signal(rt, m->from, TR__SIG_EXIT, last, 0, TR_EXIT_NOPROC);
+                signal_flags(rt, m->from, TR__SIG_EXIT, last, 0, TR_EXIT_NOPROC,
+                             TR__MF_LINKED);
                 break;
             case TR__SIG_MONITOR:
                 tr__signal(rt, m->from, TR_MSG_DOWN, last, m->ref, TR_EXIT_NOPROC);
@@ -223,7 +235,8 @@ int tr_link(tr_ctx *a, tr_pid pid)
     rc = tr__signal(a->rt, pid, TR__SIG_LINK, a->self, 0, 0);
     if (rc == TR_ENOPROC) {
         tr__pids_remove(x->links, &x->n_links, pid);
-        return tr__signal(a->rt, a->self, TR__SIG_EXIT, pid, 0, TR_EXIT_NOPROC);
+        return signal_flags(a->rt, a->self, TR__SIG_EXIT, pid, 0, TR_EXIT_NOPROC,
+                            TR__MF_LINKED);
     }
     if (rc < 0)
         tr__pids_remove(x->links, &x->n_links, pid);

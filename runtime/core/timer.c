@@ -149,6 +149,7 @@ static void on_timer(uv_timer_t *h);
 
 static void arm(tr_worker *w)
 {
+    atomic_store_explicit(&w->st_timers, w->n_heap, memory_order_relaxed);
     if (w->n_heap == 0) {
         uv_timer_stop(&w->timer);
         return;
@@ -167,7 +168,9 @@ static void on_timer(uv_timer_t *h)
         if (t->period) {
             tr_msg *copy = tr__msg_alloc(t->msg->size);
             if (copy) {
+                uint16_t pool = copy->tr__pool;
                 memcpy(copy, t->msg, sizeof(tr_msg) + t->msg->size);
+                copy->tr__pool = pool;
                 tr__deliver(w->rt, t->to, copy);
             }
             t->deadline += t->period;
@@ -209,6 +212,8 @@ void tr__timer_add_local(tr_worker *w, uint64_t id, tr_pid to, tr_msg *m,
     sift_up(w, t->heap_pos);
     if (w->heap[0] == t)
         arm(w);
+    else
+        atomic_store_explicit(&w->st_timers, w->n_heap, memory_order_relaxed);
     return;
 drop:
     tr__msg_drop(w->rt, m);
@@ -227,6 +232,8 @@ int tr__timer_cancel_local(tr_worker *w, uint64_t id)
     tr_free(t);
     if (was_first)
         arm(w);
+    else
+        atomic_store_explicit(&w->st_timers, w->n_heap, memory_order_relaxed);
     return 0;
 }
 
@@ -241,6 +248,7 @@ void tr__timers_close(tr_worker *w)
     w->heap = NULL;
     w->map = NULL;
     w->n_heap = w->cap_heap = w->map_cap = w->map_used = 0;
+    atomic_store_explicit(&w->st_timers, 0, memory_order_relaxed);
 }
 
 static tr_worker *timer_worker(tr_runtime *rt, uint64_t id)
@@ -319,8 +327,13 @@ int tr_timer_cancel(tr_runtime *rt, uint64_t timer)
     tr_worker *w = timer_worker(rt, timer);
     if (w == NULL)
         return TR_ENOPROC;
-    if (tr__cur_worker == w)
+    if (tr__cur_worker == w) {
+        /* The timer may have been set from another thread and still be on its way
+         * here as a command: take those in first. */
+        if (map_get(w, timer) == NULL)
+            tr__worker_run_commands(w);
         return tr__timer_cancel_local(w, timer);
+    }
     tr__cmd *c = tr_malloc(sizeof(*c));
     if (c == NULL)
         return TR_ENOMEM;

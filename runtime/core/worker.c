@@ -168,6 +168,16 @@ static void run_commands(tr_worker *w, tr__cmd *c)
     }
 }
 
+/* Runs the commands queued for w now (on w's thread). */
+void tr__worker_run_commands(tr_worker *w)
+{
+    pthread_mutex_lock(&w->qlock);
+    tr__cmd *cmds = w->cmd_head;
+    w->cmd_head = w->cmd_tail = NULL;
+    pthread_mutex_unlock(&w->qlock);
+    run_commands(w, cmds);
+}
+
 /* Next actor to run on w, or NULL. */
 static tr_actor *next_actor(tr_worker *w)
 {
@@ -284,6 +294,7 @@ static void worker_main(void *arg)
         uv_run(&w->loop, UV_RUN_NOWAIT);
         if (w->lifo)
             continue;
+        tr__pool_flush(w);   /* blocks freed here go home before a long sleep */
         atomic_store_explicit(&w->sleeping, 1, memory_order_seq_cst);
         atomic_fetch_add(&rt->n_sleeping, 1);
         if (has_work(w) || atomic_load(&rt->quit) || (rt->n_workers > 1 && steal(w) > 0)) {
@@ -295,6 +306,7 @@ static void worker_main(void *arg)
         if (atomic_exchange(&w->sleeping, 0))
             atomic_fetch_sub(&rt->n_sleeping, 1);
     }
+    tr__pool_flush(w);
     tr__cur_worker = NULL;
 }
 
@@ -303,8 +315,10 @@ int tr__worker_init(tr_runtime *rt, tr_worker *w, int id)
     memset(w, 0, sizeof(*w));
     w->rt = rt;
     w->id = id;
+    if (tr__pool_init(w) < 0)
+        return TR_ENOMEM;
     if (pthread_mutex_init(&w->qlock, NULL) != 0)
-        return TR_ESYS;
+        goto err_pool;
     if (uv_loop_init(&w->loop) != 0)
         goto err_lock;
     if (uv_async_init(&w->loop, &w->wake, on_wake) != 0)
@@ -321,6 +335,8 @@ err_loop:
     uv_loop_close(&w->loop);
 err_lock:
     pthread_mutex_destroy(&w->qlock);
+err_pool:
+    tr__pool_close(w);
     return TR_ESYS;
 }
 
@@ -340,6 +356,7 @@ void tr__worker_close(tr_worker *w)
     while (c) {
         tr__cmd *next = c->next;
         tr_msg_free(c->msg);
+        tr_free(c->timer);
         tr_free(c);
         c = next;
     }
@@ -349,4 +366,5 @@ void tr__worker_close(tr_worker *w)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     pthread_mutex_destroy(&w->qlock);
+    tr__pool_close(w);
 }

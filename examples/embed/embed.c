@@ -1,0 +1,124 @@
+/*
+ * embed.c — a C program that embeds troupe: it starts a runtime in background
+ * threads, spawns actors under a supervisor, exchanges messages and calls with them
+ * from its own thread, watches a crash being repaired, and shuts down cleanly.
+ * Exits 0 when every step gave the expected answer.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <troupe.h>
+
+enum { DEPOSIT = 1, BALANCE = 2, CRASH = 3 };
+
+/* An account: deposits are one-way messages, the balance is a call. */
+static int account_init(tr_ctx *ctx, void *arg, void **state)
+{
+    (void)ctx; (void)arg;
+    long *balance = tr_malloc(sizeof *balance);
+    if (balance == NULL)
+        return TR_ENOMEM;
+    *balance = 0;
+    *state = balance;
+    return 0;
+}
+
+static int account_receive(tr_ctx *ctx, void *state, tr_msg *msg)
+{
+    long *balance = state, amount;
+    switch (msg->tag) {
+    case DEPOSIT:
+        memcpy(&amount, msg->data, sizeof amount);
+        *balance += amount;
+        return 0;
+    case BALANCE:
+        return tr_reply(tr_ctx_runtime(ctx), msg, BALANCE, balance, sizeof *balance);
+    case CRASH:
+        return TR_EINVAL;   /* an error: the actor exits and its supervisor restarts it */
+    }
+    return 0;
+}
+
+static void account_terminate(tr_ctx *ctx, void *state, int reason)
+{
+    (void)ctx; (void)reason;
+    tr_free(state);
+}
+
+static const tr_behaviour account = { "account", account_init, account_receive,
+                                      account_terminate };
+
+static long balance_of(tr_runtime *rt, tr_pid pid)
+{
+    tr_msg *reply = NULL;
+    int rc = tr_call_sync(rt, pid, BALANCE, NULL, 0, 1000, &reply);
+    if (rc < 0) {
+        fprintf(stderr, "embed: call failed: %s\n", tr_strerror(rc));
+        return -1;
+    }
+    long v;
+    memcpy(&v, reply->data, sizeof v);
+    tr_msg_free(reply);
+    return v;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+int main(void)
+{
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 2;
+    tr_runtime *rt;
+    int rc = tr_runtime_new(&cfg, &rt);
+    if (rc < 0 || (rc = tr_runtime_start(rt)) < 0) {
+        fprintf(stderr, "embed: %s\n", tr_strerror(rc));
+        return 1;
+    }
+
+    tr_child_spec child = { "account", &account, NULL, TR_SPAWN_OPTS_INIT, TR_PERMANENT, 1000 };
+    tr_sup_spec spec = { TR_ONE_FOR_ONE, 3, 5000, &child, 1 };
+    tr_pid sup;
+    if ((rc = tr_supervisor_start(rt, &spec, NULL, &sup)) < 0) {
+        fprintf(stderr, "embed: supervisor: %s\n", tr_strerror(rc));
+        return 1;
+    }
+    tr_pid acct = tr_supervisor_child(rt, sup, "account");
+
+    for (long i = 1; i <= 100; i++)
+        tr_send(rt, acct, DEPOSIT, &i, sizeof i);
+    long b = balance_of(rt, acct);
+    printf("balance after 100 deposits: %ld\n", b);
+    int ok = b == 5050;
+
+    /* Crash it: the supervisor starts a fresh account under a new pid. */
+    tr_send(rt, acct, CRASH, NULL, 0);
+    tr_pid fresh = 0;
+    for (int i = 0; i < 500 && (fresh == 0 || fresh == acct); i++) {
+        sleep_ms(2);
+        fresh = tr_supervisor_child(rt, sup, "account");
+    }
+    printf("restarted: old pid %s, new pid %s, balance %ld\n",
+           tr_alive(rt, acct) ? "alive" : "gone", fresh != acct ? "fresh" : "same",
+           balance_of(rt, fresh));
+    ok = ok && !tr_alive(rt, acct) && fresh != acct && balance_of(rt, fresh) == 0;
+    ok = ok && tr_send(rt, acct, DEPOSIT, &b, sizeof b) == TR_ENOPROC;
+
+    tr_runtime_stop(rt, 2000);
+    tr_runtime_wait(rt);
+    tr_stats st;
+    tr_runtime_stats(rt, &st);
+    printf("stopped: %llu spawned, %llu exited, %llu messages delivered\n",
+           (unsigned long long)st.spawned, (unsigned long long)st.exited,
+           (unsigned long long)st.delivered);
+    ok = ok && st.actors_live == 0;
+    tr_runtime_free(rt);
+    printf("%s\n", ok ? "embed: ok" : "embed: FAILED");
+    return ok ? 0 : 1;
+}
