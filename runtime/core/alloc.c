@@ -51,6 +51,14 @@ void tr_free(void *ptr)
     free(ptr);
 }
 
+/* A cache (the message pool) took a block out of use (-1) or put it back (+1):
+ * tr_alloc_live counts blocks in use, not blocks a cache keeps. */
+void tr__alloc_note(long delta)
+{
+    if (atomic_load_explicit(&tracking, memory_order_relaxed))
+        atomic_fetch_add_explicit(&live_blocks, delta, memory_order_relaxed);
+}
+
 /* A failure is armed on this thread: caches must step aside so it is reached. */
 bool tr__alloc_injecting(void)
 {

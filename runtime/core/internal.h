@@ -208,6 +208,7 @@ void    tr__pool_close(tr_worker *w);
 
 /* ---- alloc.c ---- */
 bool    tr__alloc_injecting(void);
+void    tr__alloc_note(long delta);
 
 /* ---- message.c (mailbox) ---- */
 void    tr__mb_init(tr_actor *a);

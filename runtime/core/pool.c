@@ -11,7 +11,8 @@
  * owner takes the whole stack when its list runs dry. Every block is an ordinary
  * tr_malloc block, so a thread outside the runtime simply tr_frees it, and a block
  * can outlive the runtime. While a test injects allocation failures on a thread,
- * that thread bypasses the pool so every allocation is seen.
+ * that thread bypasses the pool so every allocation is seen. tr_alloc_live counts a
+ * cached block as not in use.
  */
 #include <string.h>
 
@@ -48,10 +49,12 @@ tr_msg *tr__msg_alloc(size_t size)
             m = atomic_exchange_explicit(&w->pool_returned[c], NULL, memory_order_acquire);
             w->pool_local_n[c] = 0;   /* unknown length: the cap is approximate */
         }
-        if (m)
+        if (m) {
             w->pool_local[c] = m->tr__next;
-        else
+            tr__alloc_note(+1);
+        } else {
             m = tr_malloc(class_size[c]);
+        }
     } else {
         c = TR__POOL_CLASSES;
         m = tr_malloc(total);
@@ -96,8 +99,10 @@ void tr__msg_release(tr_msg *m)
         m->tr__next = w->pool_local[c];
         w->pool_local[c] = m;
         w->pool_local_n[c]++;
+        tr__alloc_note(-1);
         return;
     }
+    tr__alloc_note(-1);
     tr__pool_batch *b = &w->pool_pending[o * TR__POOL_CLASSES + c];
     m->tr__next = b->head;
     if (b->head == NULL)
@@ -138,6 +143,7 @@ static void free_chain(tr_msg *m)
 {
     while (m) {
         tr_msg *next = m->tr__next;
+        tr__alloc_note(+1);   /* a cached block: not counted as in use */
         tr_free(m);
         m = next;
     }

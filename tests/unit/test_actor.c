@@ -305,7 +305,8 @@ static void test_enomem_everywhere(void **state)
         assert_int_equal(rc, TR_ENOMEM);
         assert_int_equal(pid, 0);
         failures++;
-        settle(base);
+        if (!TH_WAIT_UNTIL(tr_alloc_live() == base, 5000))
+            fail_msg("spawn failing at allocation %d left %ld blocks", n, tr_alloc_live() - base);
     }
     assert_true(failures >= 3);    /* chunk, ext, link signal, state, monitor ... */
     assert_true(tr_alive(rt, ppid));   /* the would-be parent never heard of them */
