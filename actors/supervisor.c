@@ -55,6 +55,7 @@ typedef struct sup_state {
     int         n;
     sup_child  *children;
     uint64_t   *restarts;       /* times (ms) of the restarts inside the window */
+    void      (*arg_free)(void *arg);
     int         n_restarts, cap_restarts;
     int         shutting_down;  /* stop every child, then exit with exit_reason */
     int         exit_reason;
@@ -101,6 +102,7 @@ static sup_state *sup_state_new(const sup_start *start)
     s->parent = start->parent;
     s->intensity = spec->intensity;
     s->period_ms = spec->period_ms;
+    s->arg_free = spec->arg_free;
     if (spec->n_children > 0) {
         size_t bytes = (size_t)spec->n_children * sizeof *s->children;
         s->children = tr_malloc(bytes);
@@ -422,6 +424,10 @@ static int sup_receive(tr_ctx *ctx, void *state, tr_msg *msg)
 
 static void sup_terminate(tr_ctx *ctx, void *state, int reason)
 {
+    sup_state *st = state;
+    if (st->arg_free)
+        for (int i = 0; i < st->n; i++)
+            st->arg_free(st->children[i].spec.arg);
     (void)reason;
     sup_state_free(tr_ctx_runtime(ctx), state);
 }
@@ -471,6 +477,9 @@ int tr_supervisor_start(tr_runtime *rt, const tr_sup_spec *spec,
     int rc = tr_spawn(rt, &sup_behaviour, &start, &o, pid);
     if (rc == TR_EFAIL && start.err)
         rc = start.err;
+    if (rc < 0 && spec->arg_free)   /* no terminate ran: the args are freed here */
+        for (int i = 0; i < spec->n_children; i++)
+            spec->arg_free(spec->children[i].arg);
     return rc;
 }
 

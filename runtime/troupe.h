@@ -38,7 +38,8 @@ extern "C" {
     X(EEXIT,     -8, "actor exited before replying")                           \
     X(ESYS,      -9, "system call failed")                                     \
     X(ESTATE,   -10, "call not allowed in this state or on this thread")       \
-    X(EFAIL,    -11, "actor init failed")
+    X(EFAIL,    -11, "actor init failed")                                      \
+    X(EEXIST,   -12, "name already registered")
 
 typedef enum {
     TR_OK = 0,
@@ -250,6 +251,17 @@ int tr_alive(tr_runtime *rt, tr_pid pid);
 int tr_call_sync(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data,
                  size_t size, int timeout_ms, tr_msg **reply);
 
+/* ---- names -------------------------------------------------------------------- */
+
+/* Registers name (copied) for the live actor pid; the name is released when pid
+ * exits. 0, TR_EEXIST (the name is taken by a live actor), TR_ENOPROC, TR_EINVAL
+ * (empty or over 255 bytes), TR_ENOMEM. */
+int tr_register(tr_runtime *rt, const char *name, tr_pid pid);
+/* Releases name. 0, or TR_ENOPROC when it was not registered. */
+int tr_unregister(tr_runtime *rt, const char *name);
+/* The live actor registered as name, or 0. */
+tr_pid tr_whereis(tr_runtime *rt, const char *name);
+
 /* ---- inside an actor (tr_ctx) ------------------------------------------------ */
 
 tr_pid      tr_self(const tr_ctx *ctx);
@@ -326,6 +338,9 @@ typedef struct tr_sup_spec {
                                        stops its children and exits with SHUTDOWN */
     const tr_child_spec *children;  /* copied at spawn */
     int                  n_children;
+    /* If set, the supervisor owns every child's arg from tr_supervisor_start on and
+     * calls this once for each when it exits (or when tr_supervisor_start fails). */
+    void               (*arg_free)(void *arg);
 } tr_sup_spec;
 
 /* Spawns a supervisor (trapping exits) that starts the children in order. Fails

@@ -83,7 +83,8 @@ int main(void)
     }
 
     tr_child_spec child = { "account", &account, NULL, TR_SPAWN_OPTS_INIT, TR_PERMANENT, 1000 };
-    tr_sup_spec spec = { TR_ONE_FOR_ONE, 3, 5000, &child, 1 };
+    tr_sup_spec spec = { .strategy = TR_ONE_FOR_ONE, .intensity = 3, .period_ms = 5000,
+                         .children = &child, .n_children = 1 };
     tr_pid sup;
     if ((rc = tr_supervisor_start(rt, &spec, NULL, &sup)) < 0) {
         fprintf(stderr, "embed: supervisor: %s\n", tr_strerror(rc));

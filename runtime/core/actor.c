@@ -330,6 +330,7 @@ void tr__actor_finish(tr_runtime *rt, tr_actor *a, int reason, bool run_terminat
         tr__cur_actor = saved;
     }
     tr__calls_cancel(a);
+    tr__registry_drop_pid(rt, a->self);
     tr__notify_exit(a, reason);
     ext_free(a);
     a->ustate = NULL;

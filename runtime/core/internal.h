@@ -159,6 +159,11 @@ struct tr_runtime {
     _Atomic uint32_t rr;             /* round robin for foreign-thread wakeups */
     _Atomic int      n_sleeping;
 
+    pthread_mutex_t  names_lock;     /* registry.c */
+    struct tr__name **names;         /* hash buckets */
+    uint32_t         names_cap;
+    _Atomic uint32_t n_names;
+
     _Atomic int      stopping;       /* stop requested */
     _Atomic int      quit;           /* workers leave their loops */
     int              deadline_ms;
@@ -261,6 +266,11 @@ int  tr__reply_status(tr_runtime *rt, tr_pid callee, tr_pid caller, uint64_t ref
                       int32_t status);
 bool tr__call_settle(tr_actor *a, tr_msg *m);
 void tr__calls_cancel(tr_actor *a);
+
+/* ---- registry.c ---- */
+int  tr__registry_init(tr_runtime *rt);
+void tr__registry_close(tr_runtime *rt);
+void tr__registry_drop_pid(tr_runtime *rt, tr_pid pid);
 
 /* ---- runtime.c ---- */
 void tr__actor_exited(tr_runtime *rt);

@@ -43,6 +43,10 @@ int tr_runtime_new(const tr_config *cfg, tr_runtime **out)
         goto err;
     if ((rc = tr__table_init(rt)) < 0)
         goto err;
+    if ((rc = tr__registry_init(rt)) < 0) {
+        tr__table_close(rt);
+        goto err;
+    }
     for (; inited < rt->n_workers; inited++)
         if ((rc = tr__worker_init(rt, &rt->workers[inited], inited)) < 0)
             goto err_workers;
@@ -61,6 +65,7 @@ int tr_runtime_new(const tr_config *cfg, tr_runtime **out)
 err_workers:
     while (inited-- > 0)
         tr__worker_close(&rt->workers[inited]);
+    tr__registry_close(rt);
     tr__table_close(rt);
 err:
     tr_free(rt->workers);
@@ -198,6 +203,7 @@ void tr_runtime_free(tr_runtime *rt)
     }
     for (int i = 0; i < rt->n_workers; i++)
         tr__worker_close(&rt->workers[i]);
+    tr__registry_close(rt);
     tr__table_close(rt);
     pthread_cond_destroy(&rt->stop_cond);
     pthread_mutex_destroy(&rt->stop_lock);

@@ -1,0 +1,261 @@
+/*
+ * vm.c — a Lua state for one actor or handler VM.
+ *
+ * Memory: every block goes through tr_realloc, counted; past the cap the allocator
+ * returns NULL and Lua raises a memory error in the running coroutine.
+ * CPU: a count hook every HOOK_EVERY instructions compares the clock with the
+ * deadline of the current message. Once it has passed, the hook fires at every
+ * instruction and raises each time, so a pcall in the script may catch the error but
+ * cannot go on running: the next instruction after the pcall raises again, up to
+ * the message's own protected call.
+ * Sandbox: scripts load as text only; os.execute, io.popen and friends are gone
+ * unless the VM is created unsafe.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "vm.h"
+
+#define HOOK_EVERY 1000
+
+uint64_t tr_lvm_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    tr_lvm *vm = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        tr_free(ptr);
+        vm->used -= old;
+        return NULL;
+    }
+    if (nsize > old && vm->used - old + nsize > vm->limit)
+        return NULL;
+    void *p = tr_realloc(ptr, nsize);
+    if (p)
+        vm->used = vm->used - old + nsize;
+    return p;
+}
+
+tr_lvm *tr_lvm_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    tr_lvm *vm = tr_lvm_of(L);
+    if (!vm->expired) {
+        if (vm->deadline == 0 || tr_lvm_now_ns() < vm->deadline)
+            return;
+        vm->expired = true;
+    }
+    /* From now on at every instruction of this thread, so it cannot be outrun. */
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, TR_LVM_BUDGET_MSG);
+}
+
+void tr_lvm_arm(tr_lvm *vm, lua_State *co)
+{
+    vm->expired = false;
+    vm->deadline = vm->budget_ns ? tr_lvm_now_ns() + vm->budget_ns : 0;
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+void tr_lvm_disarm(tr_lvm *vm, lua_State *co)
+{
+    vm->deadline = 0;
+    vm->expired = false;
+    lua_sethook(co, NULL, 0, 0);
+}
+
+/* ---- sandbox ---- */
+
+/* load(chunk, name, mode, env) with mode forced to text. */
+static int safe_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n < 3)
+        lua_settop(L, 3);
+    else if (!lua_isnil(L, 3) && strcmp(luaL_checkstring(L, 3), "t") != 0)
+        return luaL_error(L, "troupe: only text chunks can be loaded");
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+int tr_lvm_loadfile(lua_State *L, const char *path)
+{
+    return luaL_loadfilex(L, path, "t");
+}
+
+static int safe_loadfile(lua_State *L)
+{
+    const char *path = luaL_optstring(L, 1, NULL);
+    if (path == NULL)
+        return luaL_error(L, "troupe: loadfile needs a file name");
+    if (tr_lvm_loadfile(L, path) != LUA_OK) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (!lua_isnoneornil(L, 3)) {   /* env */
+        lua_pushvalue(L, 3);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int safe_dofile(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    if (tr_lvm_loadfile(L, path) != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, LUA_MULTRET);
+    return lua_gettop(L) - 1;
+}
+
+static int blocked(lua_State *L)
+{
+    return luaL_error(L, "troupe: %s is not available (the VM is sandboxed)",
+                      lua_tostring(L, lua_upvalueindex(1)));
+}
+
+static void block_field(lua_State *L, const char *lib, const char *name)
+{
+    if (lua_getglobal(L, lib) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushfstring(L, "%s.%s", lib, name);
+    lua_pushcclosure(L, blocked, 1);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+static void sandbox(lua_State *L)
+{
+    static const char *os_blocked[] = { "execute", "exit", "remove", "rename",
+                                        "tmpname", "setlocale", NULL };
+    static const char *io_blocked[] = { "popen", "open", "lines", "input", "output",
+                                        "tmpfile", "close", "read", "write", NULL };
+    for (int i = 0; os_blocked[i]; i++)
+        block_field(L, "os", os_blocked[i]);
+    for (int i = 0; io_blocked[i]; i++)
+        block_field(L, "io", io_blocked[i]);
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, safe_load, 1);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, safe_loadfile);
+    lua_setglobal(L, "loadfile");
+    lua_pushcfunction(L, safe_dofile);
+    lua_setglobal(L, "dofile");
+    /* package.loadlib and the C searchers (3 and 4) load native code. */
+    lua_getglobal(L, "package");
+    lua_pushliteral(L, "package.loadlib");
+    lua_pushcclosure(L, blocked, 1);
+    lua_setfield(L, -2, "loadlib");
+    lua_getfield(L, -1, "searchers");
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 4);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3);
+    lua_pop(L, 2);
+    /* debug can reach any upvalue or registry slot: keep only traceback. */
+    lua_getglobal(L, "debug");
+    lua_getfield(L, -1, "traceback");
+    lua_newtable(L);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "traceback");
+    lua_setglobal(L, "debug");
+    lua_pop(L, 1);
+}
+
+/* The Lua searcher of package.searchers[2], loading text only. */
+static int text_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    const char *path = lua_tostring(L, -1);
+    if (path == NULL)
+        return luaL_error(L, "package.path must be a string");
+    lua_getfield(L, -2, "searchpath");
+    lua_pushstring(L, name);
+    lua_pushstring(L, path);
+    lua_call(L, 2, 2);                      /* filename | nil, err */
+    if (lua_isnil(L, -2))
+        return 1;                           /* the error message */
+    const char *file = lua_tostring(L, -2);
+    if (tr_lvm_loadfile(L, file) != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name,
+                          file, lua_tostring(L, -1));
+    lua_pushstring(L, file);
+    return 2;
+}
+
+static int open_all(lua_State *L)
+{
+    tr_lvm *vm = lua_touserdata(L, 1);
+    const char *lua_path = lua_touserdata(L, 2);
+    luaL_openlibs(L);
+    lua_getglobal(L, "package");
+    if (lua_path) {
+        lua_pushstring(L, lua_path);
+        lua_setfield(L, -2, "path");
+    }
+    lua_getfield(L, -1, "searchers");
+    lua_pushcfunction(L, text_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+    if (!vm->unsafe)
+        sandbox(L);
+    tr_lua_preload(L);
+    return 0;
+}
+
+int tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts)
+{
+    memset(vm, 0, sizeof(*vm));
+    vm->limit = opts && opts->mem_limit ? opts->mem_limit : (size_t)64 << 20;
+    uint64_t budget_ms = opts && opts->budget_ms ? opts->budget_ms : 1000;
+    vm->budget_ns = budget_ms == UINT64_MAX ? 0 : budget_ms * 1000000u;
+    vm->child_budget_ms = opts && opts->child_budget_ms ? opts->child_budget_ms : budget_ms;
+    vm->unsafe = opts && opts->unsafe;
+    vm->L = lua_newstate(vm_alloc, vm);
+    if (vm->L == NULL)
+        return TR_ENOMEM;
+    lua_pushcfunction(vm->L, open_all);
+    lua_pushlightuserdata(vm->L, vm);
+    lua_pushlightuserdata(vm->L, (void *)(opts ? opts->lua_path : NULL));
+    if (lua_pcall(vm->L, 2, 0, 0) != LUA_OK) {
+        lua_close(vm->L);
+        vm->L = NULL;
+        return TR_ENOMEM;
+    }
+    return 0;
+}
+
+void tr_lvm_close(tr_lvm *vm)
+{
+    if (vm->L)
+        lua_close(vm->L);
+    vm->L = NULL;
+}

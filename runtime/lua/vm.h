@@ -1,0 +1,57 @@
+/* vm.h — one Lua 5.4 state with a memory cap and a CPU budget (runtime/lua). */
+#ifndef TR_LUA_VM_H
+#define TR_LUA_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <lua.h>
+
+#include "troupe.h"
+
+typedef struct tr_lvm {
+    lua_State *L;
+    size_t     used;         /* bytes the state holds now */
+    size_t     limit;        /* cap; allocations beyond it fail (a Lua memory error) */
+    uint64_t   budget_ns;    /* CPU budget of one message or request */
+    uint64_t   deadline;     /* tr_lvm_now_ns() time the current budget ends; 0: none */
+    bool       expired;      /* the budget ran out: every hook call raises again */
+    bool       unsafe;       /* os.execute, io.popen and C modules allowed */
+    uint64_t   child_budget_ms; /* what actors it spawns get by default */
+} tr_lvm;
+
+typedef struct tr_lvm_opts {
+    size_t      mem_limit;     /* 0: 64 MB */
+    uint64_t    budget_ms;     /* 0: 1000; UINT64_MAX: none */
+    uint64_t    child_budget_ms; /* for the actors it spawns; 0: budget_ms */
+    bool        unsafe;        /* allow os.execute, io.*, C modules */
+    const char *lua_path;      /* package.path, or NULL for the default */
+} tr_lvm_opts;
+
+/* Creates the state: counting allocator (through tr_realloc), the standard
+ * libraries less what the sandbox removes, the troupe modules in package.preload,
+ * and text-only loading. 0, TR_ENOMEM. The tr_lvm must not move afterwards (the
+ * allocator and the hook hold its address). */
+int  tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts);
+void tr_lvm_close(tr_lvm *vm);
+
+/* Starts the CPU budget for work about to run on thread co (hooks are per thread). */
+void tr_lvm_arm(tr_lvm *vm, lua_State *co);
+/* Ends it: co runs unmetered (between messages, or while suspended). */
+void tr_lvm_disarm(tr_lvm *vm, lua_State *co);
+
+uint64_t tr_lvm_now_ns(void);
+
+/* Registers the troupe.* C modules in package.preload (lactor.c). */
+void tr_lua_preload(lua_State *L);
+
+/* The tr_lvm of a state (any thread of it). */
+tr_lvm *tr_lvm_of(lua_State *L);
+
+/* The message of the error raised when the budget runs out. */
+#define TR_LVM_BUDGET_MSG "CPU budget exceeded"
+
+/* Loads a Lua source file as text (never bytecode) and pushes the chunk; or returns a
+ * Lua error status with the message pushed. */
+int tr_lvm_loadfile(lua_State *L, const char *path);
+
+#endif
