@@ -56,7 +56,7 @@ ACTORS_SRC := actors/supervisor.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(ACTORS_SRC)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o)
 
-UNIT_TESTS := error alloc mailbox actor scheduler call link timer supervisor runtime registry codec
+UNIT_TESTS := error alloc mailbox actor scheduler call link timer supervisor runtime registry codec lua
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 .PHONY: all test unit check-san run bench bench-actors install clean deps embed services-test fuzz
@@ -136,6 +136,8 @@ install: all
 	install -m 755 $(B)/libtroupe.so $(DESTDIR)$(PREFIX)/lib/libtroupe.so.0
 	ln -sf libtroupe.so.0 $(DESTDIR)$(PREFIX)/lib/libtroupe.so
 	install -m 644 runtime/troupe.h $(DESTDIR)$(PREFIX)/include/troupe.h
+	install -d $(DESTDIR)$(PREFIX)/share/troupe/lua/troupe
+	install -m 644 scripts/troupe/*.lua $(DESTDIR)$(PREFIX)/share/troupe/lua/troupe/
 	sed 's|^prefix=.*|prefix=$(PREFIX)|' $(B)/troupe.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/troupe.pc
 
 clean:

@@ -342,9 +342,16 @@ static void vm_opts(lua_State *L, tr_lactor *la, int t, tr_lvm_opts *o)
     memset(o, 0, sizeof(*o));
     o->mem_limit = vm->limit;
     o->budget_ms = vm->child_budget_ms;
-    o->unsafe = vm->unsafe;
     (void)la;
     if (t) {
+        /* The sandbox is not inherited: an unsafe VM (troupe test, --unsafe) spawns
+         * sandboxed actors unless it asks otherwise; a sandboxed one cannot ask. */
+        if (opt_field_bool(L, t, "unsafe")) {
+            if (!vm->unsafe)
+                luaL_error(L, "troupe.actor.spawn: a sandboxed actor cannot spawn an "
+                              "unsafe one");
+            o->unsafe = true;
+        }
         o->mem_limit = (size_t)opt_field_int(L, t, "memory", (lua_Integer)o->mem_limit);
         lua_getfield(L, t, "budget");
         if (!lua_isnil(L, -1))

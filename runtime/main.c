@@ -26,6 +26,8 @@ typedef struct options {
     const char *env;
     const char *listen;
     int         unsafe;
+    size_t      vm_memory;     /* bytes per actor VM (0: 64 MB) */
+    uint64_t    vm_budget_ms;  /* CPU per message (0: 1000) */
     int         nargs;
     char      **args;          /* script / code / paths, then the script's arguments */
 } options;
@@ -39,7 +41,10 @@ static void usage(FILE *out)
             "       troupe --version | --help\n"
             "options: --workers N  --env development|production  --listen HOST:PORT\n"
             "         --unsafe (allow os.execute, io.*, C modules)\n"
-            "environment: TROUPE_WORKERS TROUPE_ENV TROUPE_LISTEN TROUPE_LUA_PATH\n");
+            "         --vm-memory BYTES (per actor VM, default 64 MB)\n"
+            "         --vm-budget MS (CPU per message, default 1000)\n"
+            "environment: TROUPE_WORKERS TROUPE_ENV TROUPE_LISTEN TROUPE_LUA_PATH\n"
+            "             TROUPE_VM_MEMORY TROUPE_VM_BUDGET_MS\n");
 }
 
 static int parse(int argc, char **argv, options *o)
@@ -49,6 +54,10 @@ static int parse(int argc, char **argv, options *o)
     o->workers = w ? atoi(w) : 0;
     o->env = getenv("TROUPE_ENV") ? getenv("TROUPE_ENV") : "production";
     o->listen = getenv("TROUPE_LISTEN");
+    if (getenv("TROUPE_VM_MEMORY"))
+        o->vm_memory = strtoull(getenv("TROUPE_VM_MEMORY"), NULL, 10);
+    if (getenv("TROUPE_VM_BUDGET_MS"))
+        o->vm_budget_ms = strtoull(getenv("TROUPE_VM_BUDGET_MS"), NULL, 10);
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -60,6 +69,10 @@ static int parse(int argc, char **argv, options *o)
             o->listen = argv[++i];
         else if (strcmp(a, "--unsafe") == 0)
             o->unsafe = 1;
+        else if (strcmp(a, "--vm-memory") == 0 && i + 1 < argc)
+            o->vm_memory = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(a, "--vm-budget") == 0 && i + 1 < argc)
+            o->vm_budget_ms = strtoull(argv[++i], NULL, 10);
         else if (a[0] == '-' && a[1] == '-' && o->cmd == NULL)
             return -1;
         else if (o->cmd == NULL)
@@ -212,7 +225,8 @@ int main(int argc, char **argv)
     req.vm.lua_path = path;
     req.vm.unsafe = o.unsafe || test;
     req.vm.budget_ms = UINT64_MAX;     /* the top level runs as long as it needs */
-    req.vm.child_budget_ms = 1000;
+    req.vm.child_budget_ms = o.vm_budget_ms ? o.vm_budget_ms : 1000;
+    req.vm.mem_limit = o.vm_memory;
 
     sigset_t set;
     sigemptyset(&set);

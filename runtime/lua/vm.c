@@ -134,32 +134,53 @@ static int safe_dofile(lua_State *L)
 
 static int blocked(lua_State *L)
 {
-    return luaL_error(L, "troupe: %s is not available (the VM is sandboxed)",
-                      lua_tostring(L, lua_upvalueindex(1)));
+    return luaL_error(L, "troupe: not available in the sandbox (run with --unsafe)");
 }
 
-static void block_field(lua_State *L, const char *lib, const char *name)
+/* debug.traceback, the one debug function a sandboxed script keeps. */
+static int traceback(lua_State *L)
 {
-    if (lua_getglobal(L, lib) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        return;
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL && !lua_isnoneornil(L, 1)) {
+        lua_pushvalue(L, 1);
+        return 1;
     }
-    lua_pushfstring(L, "%s.%s", lib, name);
-    lua_pushcclosure(L, blocked, 1);
-    lua_setfield(L, -2, name);
-    lua_pop(L, 1);
+    luaL_traceback(L, L, msg, (int)luaL_optinteger(L, 2, 1));
+    return 1;
 }
 
-static void sandbox(lua_State *L)
+/*
+ * The sandboxed state opens only what a script may use: no io, no debug but
+ * traceback, os without the functions that touch the system (they raise: one shared
+ * C function, no allocation per state), load forced to text, no native modules.
+ * Fewer libraries also keep an idle actor small: every function name is a string
+ * the state owns.
+ */
+static void open_sandboxed(lua_State *L)
 {
+    static const luaL_Reg libs[] = {
+        { LUA_GNAME, luaopen_base },          { LUA_LOADLIBNAME, luaopen_package },
+        { LUA_COLIBNAME, luaopen_coroutine }, { LUA_TABLIBNAME, luaopen_table },
+        { LUA_STRLIBNAME, luaopen_string },   { LUA_MATHLIBNAME, luaopen_math },
+        { LUA_UTF8LIBNAME, luaopen_utf8 },    { LUA_OSLIBNAME, luaopen_os },
+        { NULL, NULL }
+    };
     static const char *os_blocked[] = { "execute", "exit", "remove", "rename",
                                         "tmpname", "setlocale", NULL };
-    static const char *io_blocked[] = { "popen", "open", "lines", "input", "output",
-                                        "tmpfile", "close", "read", "write", NULL };
-    for (int i = 0; os_blocked[i]; i++)
-        block_field(L, "os", os_blocked[i]);
-    for (int i = 0; io_blocked[i]; i++)
-        block_field(L, "io", io_blocked[i]);
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+    lua_getglobal(L, "os");
+    for (int i = 0; os_blocked[i]; i++) {
+        lua_pushcfunction(L, blocked);
+        lua_setfield(L, -2, os_blocked[i]);
+    }
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, traceback);
+    lua_setfield(L, -2, "traceback");
+    lua_setglobal(L, "debug");
     lua_getglobal(L, "load");
     lua_pushcclosure(L, safe_load, 1);
     lua_setglobal(L, "load");
@@ -169,8 +190,7 @@ static void sandbox(lua_State *L)
     lua_setglobal(L, "dofile");
     /* package.loadlib and the C searchers (3 and 4) load native code. */
     lua_getglobal(L, "package");
-    lua_pushliteral(L, "package.loadlib");
-    lua_pushcclosure(L, blocked, 1);
+    lua_pushcfunction(L, blocked);
     lua_setfield(L, -2, "loadlib");
     lua_getfield(L, -1, "searchers");
     lua_pushnil(L);
@@ -178,14 +198,6 @@ static void sandbox(lua_State *L)
     lua_pushnil(L);
     lua_rawseti(L, -2, 3);
     lua_pop(L, 2);
-    /* debug can reach any upvalue or registry slot: keep only traceback. */
-    lua_getglobal(L, "debug");
-    lua_getfield(L, -1, "traceback");
-    lua_newtable(L);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "traceback");
-    lua_setglobal(L, "debug");
-    lua_pop(L, 1);
 }
 
 /* The Lua searcher of package.searchers[2], loading text only. */
@@ -215,7 +227,10 @@ static int open_all(lua_State *L)
 {
     tr_lvm *vm = lua_touserdata(L, 1);
     const char *lua_path = lua_touserdata(L, 2);
-    luaL_openlibs(L);
+    if (vm->unsafe)
+        luaL_openlibs(L);
+    else
+        open_sandboxed(L);
     lua_getglobal(L, "package");
     if (lua_path) {
         lua_pushstring(L, lua_path);
@@ -225,8 +240,6 @@ static int open_all(lua_State *L)
     lua_pushcfunction(L, text_searcher);
     lua_rawseti(L, -2, 2);
     lua_pop(L, 2);
-    if (!vm->unsafe)
-        sandbox(L);
     tr_lua_preload(L);
     return 0;
 }
@@ -242,6 +255,8 @@ int tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts)
     vm->L = lua_newstate(vm_alloc, vm);
     if (vm->L == NULL)
         return TR_ENOMEM;
+    /* Nothing to collect while the state is being built: no GC steps until then. */
+    lua_gc(vm->L, LUA_GCSTOP);
     lua_pushcfunction(vm->L, open_all);
     lua_pushlightuserdata(vm->L, vm);
     lua_pushlightuserdata(vm->L, (void *)(opts ? opts->lua_path : NULL));
@@ -250,6 +265,7 @@ int tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts)
         vm->L = NULL;
         return TR_ENOMEM;
     }
+    lua_gc(vm->L, LUA_GCRESTART);
     return 0;
 }
 
