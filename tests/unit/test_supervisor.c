@@ -92,7 +92,8 @@ static void kids_setup(kid *kids, tr_child_spec *specs, int n)
 
 static tr_sup_spec sup_spec(tr_sup_strategy strategy, tr_child_spec *specs, int n)
 {
-    tr_sup_spec s = { strategy, 10, 5000, specs, n };
+    tr_sup_spec s = { .strategy = strategy, .intensity = 10, .period_ms = 5000,
+                      .children = specs, .n_children = n };
     return s;
 }
 
@@ -375,6 +376,41 @@ static void test_start_failure(void **st)
     th_finish(rt);
 }
 
+/* With arg_free, the supervisor owns the children's args: each is released once,
+ * when the supervisor exits, or by tr_supervisor_start when it fails. */
+static atomic_int args_freed;
+static void count_arg_free(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&args_freed, 1);
+}
+
+static void test_arg_ownership(void **st)
+{
+    (void)st;
+    tr_runtime *rt = th_runtime(2);
+    kid kids[3];
+    tr_child_spec specs[3];
+    kids_setup(kids, specs, 3);
+    tr_sup_spec spec = sup_spec(TR_ONE_FOR_ONE, specs, 3);
+    spec.arg_free = count_arg_free;
+    atomic_store(&args_freed, 0);
+    tr_pid sup = 0;
+    assert_int_equal(tr_supervisor_start(rt, &spec, NULL, &sup), 0);
+    assert_int_equal(tr_send(rt, child(rt, sup, 1), TAG_EXIT, &(int){ TR_EXIT_ERROR },
+                             sizeof(int)), 0);   /* a restart reuses the arg */
+    assert_true(TH_WAIT_UNTIL(atomic_load(&kids[1].starts) == 2, 5000));
+    assert_int_equal(atomic_load(&args_freed), 0);
+    assert_int_equal(tr_kill(rt, sup, TR_EXIT_SHUTDOWN), 0);
+    assert_true(TH_WAIT_UNTIL(atomic_load(&args_freed) == 3, 5000));
+
+    atomic_store(&args_freed, 0);
+    atomic_store(&kids[2].fail_init, 1);
+    assert_int_equal(tr_supervisor_start(rt, &spec, NULL, &sup), TR_EFAIL);
+    assert_int_equal(atomic_load(&args_freed), 3);
+    th_finish(rt);
+}
+
 static void check_reverse_order(int n)
 {
     assert_int_equal(atomic_load(&order_n), n);
@@ -507,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_shutdown_timeout),
         cmocka_unit_test(test_parent_exit),
         cmocka_unit_test(test_start_alloc_failure),
+        cmocka_unit_test(test_arg_ownership),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
