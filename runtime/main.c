@@ -20,6 +20,8 @@
 
 #include "lactor.h"
 
+static int the_deadline_ms = 30000;   /* graceful stop: then running work is interrupted */
+
 typedef struct options {
     const char *cmd;
     int         workers;
@@ -43,8 +45,9 @@ static void usage(FILE *out)
             "         --unsafe (allow os.execute, io.*, C modules)\n"
             "         --vm-memory BYTES (per actor VM, default 64 MB)\n"
             "         --vm-budget MS (CPU per message, default 1000)\n"
+            "         --stop-deadline MS (graceful stop, default 30000; then work is interrupted)\n"
             "environment: TROUPE_WORKERS TROUPE_ENV TROUPE_LISTEN TROUPE_LUA_PATH\n"
-            "             TROUPE_VM_MEMORY TROUPE_VM_BUDGET_MS\n");
+            "             TROUPE_VM_MEMORY TROUPE_VM_BUDGET_MS TROUPE_STOP_DEADLINE_MS\n");
 }
 
 static int parse(int argc, char **argv, options *o)
@@ -54,6 +57,8 @@ static int parse(int argc, char **argv, options *o)
     o->workers = w ? atoi(w) : 0;
     o->env = getenv("TROUPE_ENV") ? getenv("TROUPE_ENV") : "production";
     o->listen = getenv("TROUPE_LISTEN");
+    if (getenv("TROUPE_STOP_DEADLINE_MS"))
+        the_deadline_ms = atoi(getenv("TROUPE_STOP_DEADLINE_MS"));
     if (getenv("TROUPE_VM_MEMORY"))
         o->vm_memory = strtoull(getenv("TROUPE_VM_MEMORY"), NULL, 10);
     if (getenv("TROUPE_VM_BUDGET_MS"))
@@ -69,6 +74,8 @@ static int parse(int argc, char **argv, options *o)
             o->listen = argv[++i];
         else if (strcmp(a, "--unsafe") == 0)
             o->unsafe = 1;
+        else if (strcmp(a, "--stop-deadline") == 0 && i + 1 < argc)
+            the_deadline_ms = atoi(argv[++i]);
         else if (strcmp(a, "--vm-memory") == 0 && i + 1 < argc)
             o->vm_memory = strtoull(argv[++i], NULL, 10);
         else if (strcmp(a, "--vm-budget") == 0 && i + 1 < argc)
@@ -129,7 +136,7 @@ static void *signal_thread(void *arg)
         if (++count > 1)
             _exit(130);
         fprintf(stderr, "troupe: stopping (signal %d; again to exit at once)\n", sig);
-        tr_runtime_stop(the_rt, 30000);
+        tr_runtime_stop(the_rt, the_deadline_ms);
     }
     return NULL;
 }
@@ -152,7 +159,7 @@ static int encode_args(char **args, int n, tr_buf *out)
 }
 
 static const char test_main[] =
-    "local paths = ...\n"
+    "local paths = { ... }\n"
     "local code = 0\n"
     "os.exit = function(c)\n"
     "  if c == nil or c == true then c = 0 elseif c == false then c = 1 end\n"

@@ -190,6 +190,10 @@ int tr_runtime_stop(tr_runtime *rt, int deadline_ms);
  * Not from a worker thread (TR_ESTATE). */
 int tr_runtime_wait(tr_runtime *rt);
 
+/* 0 while running, 1 once a stop was requested, 2 once its deadline has passed
+ * (work still running then should give up: the Lua host's hook does). */
+int tr_runtime_stopping(const tr_runtime *rt);
+
 /* Starts the runtime and blocks until it stops: the foreground mode. */
 int tr_runtime_run(tr_runtime *rt);
 

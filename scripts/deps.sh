@@ -2,16 +2,20 @@
 # Installs the Debian packages troupe needs (shared/DESIGN.md, "Dependencies").
 #   scripts/deps.sh          build + test dependencies
 #   scripts/deps.sh bench    also the peers the benchmarks compare against
+#   scripts/deps.sh PKG...   also these packages
 # Silent and fast when everything is present. As root it runs apt-get update and
 # apt-get install; otherwise it prints the exact command and fails.
 set -eu
 
 packages="build-essential pkg-config liblua5.4-dev libuv1-dev node-llhttp libpq-dev
 libhiredis-dev libjansson-dev libssl-dev libsodium-dev libcmocka-dev lua-busted
-postgresql redis-server redis-tools procps"
-if [ "${1:-}" = bench ]; then
-    packages="$packages erlang-base wrk"
-fi
+postgresql redis-server redis-tools procps clang libclang-rt-14-dev"
+for arg in "$@"; do
+    case $arg in
+        bench) packages="$packages erlang-base wrk" ;;
+        *) packages="$packages $arg" ;;
+    esac
+done
 
 missing=""
 for p in $packages; do

@@ -176,6 +176,13 @@ int tr_runtime_wait(tr_runtime *rt)
     return 0;
 }
 
+int tr_runtime_stopping(const tr_runtime *rt)
+{
+    if (atomic_load_explicit(&rt->quit, memory_order_relaxed))
+        return 2;
+    return atomic_load_explicit(&rt->stopping, memory_order_relaxed) ? 1 : 0;
+}
+
 int tr_runtime_run(tr_runtime *rt)
 {
     int rc = tr_runtime_start(rt);

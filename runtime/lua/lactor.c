@@ -549,6 +549,7 @@ static int lua_init(tr_ctx *ctx, void *arg, void **state)
         return TR_ENOMEM;
     }
     memcpy(la->script, req->script, len + 1);
+    la->vm.rt = la->rt;
     lua_State *L = la->vm.L;
     lua_pushlightuserdata(L, la);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &lactor_key);

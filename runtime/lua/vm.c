@@ -57,14 +57,15 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     tr_lvm *vm = tr_lvm_of(L);
+    bool stopped = vm->rt && tr_runtime_stopping(vm->rt) == 2;
     if (!vm->expired) {
-        if (vm->deadline == 0 || tr_lvm_now_ns() < vm->deadline)
+        if (!stopped && (vm->deadline == 0 || tr_lvm_now_ns() < vm->deadline))
             return;
         vm->expired = true;
     }
     /* From now on at every instruction of this thread, so it cannot be outrun. */
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, TR_LVM_BUDGET_MSG);
+    luaL_error(L, stopped ? TR_LVM_STOPPED_MSG : TR_LVM_BUDGET_MSG);
 }
 
 void tr_lvm_arm(tr_lvm *vm, lua_State *co)

@@ -17,6 +17,7 @@ typedef struct tr_lvm {
     bool       expired;      /* the budget ran out: every hook call raises again */
     bool       unsafe;       /* os.execute, io.popen and C modules allowed */
     uint64_t   child_budget_ms; /* what actors it spawns get by default */
+    tr_runtime *rt;          /* past its stop deadline, running Lua is interrupted */
 } tr_lvm;
 
 typedef struct tr_lvm_opts {
@@ -47,8 +48,10 @@ void tr_lua_preload(lua_State *L);
 /* The tr_lvm of a state (any thread of it). */
 tr_lvm *tr_lvm_of(lua_State *L);
 
-/* The message of the error raised when the budget runs out. */
+/* The messages of the errors raised when the budget runs out, and when the runtime
+ * passed its stop deadline. */
 #define TR_LVM_BUDGET_MSG "CPU budget exceeded"
+#define TR_LVM_STOPPED_MSG "interrupted: the runtime is stopping"
 
 /* Loads a Lua source file as text (never bytecode) and pushes the chunk; or returns a
  * Lua error status with the message pushed. */
