@@ -127,6 +127,11 @@ bench-actors: all $(B)/bench_actors
 	@scripts/deps.sh bench
 	@bench/actors.sh $(B)
 
+# Lua actors only (also part of bench-actors): bench/lua/actors.lua [roundtrip|oneway|spawn]
+.PHONY: bench-lua
+bench-lua: all
+	@TROUPE_BENCH_WORKERS=2 $(B)/troupe run --workers 2 --unsafe bench/lua/actors.lua
+
 # ---- install -------------------------------------------------------------------
 
 install: all

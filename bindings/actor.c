@@ -288,8 +288,9 @@ static int file_exists(const char *path)
     return f != NULL;
 }
 
-/* Resolves a script path or module name to a file; pushes the path. */
-static void resolve_script(lua_State *L, tr_lactor *la, const char *what)
+/* Resolves a script path or module name to a file and pushes the path; 0. For a
+ * module not found: pushes the reason instead and returns -1. */
+static int resolve_script(lua_State *L, tr_lactor *la, const char *what)
 {
     size_t n = strlen(what);
     if (strchr(what, '/') || (n > 4 && strcmp(what + n - 4, ".lua") == 0)) {
@@ -300,22 +301,28 @@ static void resolve_script(lua_State *L, tr_lactor *la, const char *what)
                             what);
             lua_remove(L, -2);
             if (file_exists(lua_tostring(L, -1)))
-                return;
+                return 0;
             lua_pop(L, 1);
         }
         lua_pushstring(L, what);
-        return;
+        return 0;
     }
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "searchpath");
     lua_pushstring(L, what);
     lua_getfield(L, -3, "path");
     lua_call(L, 2, 2);
-    if (lua_isnil(L, -2))
-        luaL_error(L, "troupe.actor.spawn: module '%s' not found:%s", what,
-                   lua_tostring(L, -1));
+    if (lua_isnil(L, -2)) {
+        const char *why = lua_pushfstring(L, "module '%s' not found:%s", what,
+                                          lua_tostring(L, -1));
+        (void)why;
+        lua_replace(L, -4);
+        lua_pop(L, 2);
+        return -1;
+    }
     lua_pop(L, 1);
     lua_remove(L, -2);
+    return 0;
 }
 
 static lua_Integer opt_field_int(lua_State *L, int t, const char *k, lua_Integer d)
@@ -372,7 +379,11 @@ static int l_spawn(lua_State *L)
     int opts = lua_istable(L, 3) ? 3 : 0;
     if (!opts && !lua_isnoneornil(L, 3))
         luaL_typeerror(L, 3, "table or nil");
-    resolve_script(L, la, what);
+    if (resolve_script(L, la, what) < 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;   /* nil, "module 'x' not found: ..." */
+    }
     int path_idx = lua_gettop(L);
     tr_lua_spawn *req = lua_newuserdatauv(L, sizeof(*req), 0);
     memset(req, 0, sizeof(*req));
@@ -479,7 +490,8 @@ static int l_supervisor(lua_State *L)
         if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
             return luaL_error(L, "troupe.actor.supervisor: child %d needs id and script", i + 1);
         specs[i].id = lua_tostring(L, -2);        /* the table keeps them alive */
-        resolve_script(L, la, lua_tostring(L, -1));
+        if (resolve_script(L, la, lua_tostring(L, -1)) < 0)
+            return luaL_error(L, "troupe.actor.supervisor: %s", lua_tostring(L, -1));
         lua_child *lc = tr_malloc(sizeof(*lc));
         if (lc == NULL) {
             rc = TR_ENOMEM;

@@ -293,6 +293,10 @@ int tr_reply(tr_runtime *rt, const tr_msg *request, uint32_t tag,
 int tr_reply_to(tr_runtime *rt, tr_pid caller, uint64_t ref, uint32_t tag,
                 const void *data, size_t size);
 
+/* Answers a call with no payload and status (< 0: a TR_E* code the caller sees as
+ * the REPLY's status, as when a callee exits with the call unanswered). */
+int tr_reply_status_to(tr_runtime *rt, tr_pid caller, uint64_t ref, int status);
+
 /* Links (both ways). Linking a dead pid delivers an exit signal with NOPROC. */
 int tr_link(tr_ctx *ctx, tr_pid pid);
 int tr_unlink(tr_ctx *ctx, tr_pid pid);
@@ -307,7 +311,7 @@ int tr_demonitor(tr_ctx *ctx, uint64_t ref);
 /* ---- timers ---------------------------------------------------------------- */
 
 /* Delivers a copy of (tag, data) to `to` as a TR_MSG_USER after ms milliseconds,
- * and, for tr_send_every, every ms after that. *timer (may be NULL) identifies it
+ * and, for tr_send_every, every ms after that, until cancelled or `to` is gone. *timer (may be NULL) identifies it
  * for tr_timer_cancel. The message's from is the actor that set the timer. */
 int tr_send_after(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data,
                   size_t size, uint64_t ms, uint64_t *timer);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test driver behind `make test` and `make check-san`.
-#   tests/run.sh BUILD_DIR            unit binaries BUILD_DIR/tests/test_*, every
+#   tests/run.sh BUILD_DIR            unit binaries BUILD_DIR/tests/test_*, the busted
+#                                     specs (BUILD_DIR/troupe test tests/spec), every
 #                                     tests/integration/*.sh, then the embed example
 #   tests/run.sh --san DIR1 DIR2 ...  unit binaries only, for each sanitizer build
 # Every suite's output stays visible (CI logs need it). The last line is exactly
@@ -14,6 +15,7 @@ set -eu
 UNIT_TIMEOUT=${TROUPE_UNIT_TIMEOUT:-300}                # seconds per unit test binary
 INTEGRATION_TIMEOUT=${TROUPE_INTEGRATION_TIMEOUT:-900}  # per script (they start servers)
 EMBED_TIMEOUT=${TROUPE_EMBED_TIMEOUT:-120}              # seconds for the embed example
+SPEC_TIMEOUT=${TROUPE_SPEC_TIMEOUT:-300}                # seconds for the whole spec suite
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -113,7 +115,48 @@ run_unit_dir() {
     fi
 }
 
-# ---- (b) integration scripts -----------------------------------------------------
+# ---- (b) busted specs, run inside the runtime by `troupe test` ------------------
+
+# Runs BUILD_DIR/troupe test tests/spec from the repository root. busted's summary
+# line (plainTerminal: "N successes / N failures / N errors / N pending : T seconds",
+# singular forms for 1) gives the counts: successes pass, failures + errors fail.
+# Only stdout is parsed (the actors' logs on stderr stay visible but apart, so they
+# cannot split the line). No summary line (troupe crashed, timed out, busted could
+# not start) is one failure; so is a non-zero exit whose summary shows no failure
+# (e.g. troupe failing after the specs), and a run with no spec at all.
+run_spec() {
+    local abs=$1 log=$logs/spec.log rc=0 line p=0 f=0
+    header "spec: tests/spec"
+    if [ ! -x "$abs/troupe" ]; then
+        echo "!!! no executable $abs/troupe"
+        add "spec (no troupe binary)" 0 1
+        return 0
+    fi
+    set +e
+    timeout -k 10 "$SPEC_TIMEOUT" "$abs/troupe" test tests/spec < /dev/null | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    line=$(grep -Eo '[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -n 1 || true)
+    if [ -z "$line" ]; then
+        echo "!!! $abs/troupe test: $(why "$rc") without a busted summary line"
+        f=1
+    else
+        local n_fail n_err
+        read -r p _ _ n_fail _ _ n_err _ <<< "$line"
+        f=$((n_fail + n_err))
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!!! $abs/troupe test: $(why "$rc") although busted reported no failure"
+            f=1
+        elif [ $((p + f)) -eq 0 ]; then
+            echo "!!! $abs/troupe test: no spec ran"
+            f=1
+        fi
+    fi
+    printf -- '--- spec: %d passed, %d failed\n' "$p" "$f"
+    add "spec (tests/spec)" "$p" "$f"
+}
+
+# ---- (c) integration scripts -----------------------------------------------------
 
 # Each script ends with its own `N passed, N failed` line, added to the totals. No such
 # line: a non-zero exit is one failure, exit 0 one pass. A non-zero exit whose line
@@ -149,7 +192,7 @@ run_integration() {
     [ "$found" -eq 1 ] || echo "(no tests/integration/*.sh)"
 }
 
-# ---- (c) the embed example, built against the installed library -----------------
+# ---- (d) the embed example, built against the installed library -----------------
 
 run_embed() {
     local b=$1 abs=$2 rc=0
@@ -227,6 +270,7 @@ else
         export TROUPE_BUILD_DIR=$abs
         start_services
         run_unit_dir "$abs"
+        run_spec "$abs"
         run_integration
         run_embed "$b" "$abs"
     fi

@@ -49,8 +49,8 @@ local function bench(name, unit, fmtv, runs)
   io.stdout:flush()
 end
 
-local function spawn(name)
-  return assert(actor.spawn(script(name)))
+local function spawn(name, opts)
+  return assert(actor.spawn(script(name), nil, opts))
 end
 
 -- ---- roundtrip ----
@@ -68,12 +68,13 @@ end
 -- ---- oneway ----
 
 local function oneway(yield, batch, name)
-  local counter, sender = spawn("counter.lua"), spawn("sender.lua")
+  batch = batch or ONEWAY_BATCH
+  -- one batch of everything takes longer than the default 1 s budget of a message
+  local counter, sender = spawn("counter.lua"), spawn("sender.lua", { budget = 60 })
   bench(name or "actors.lua.oneway", "msgs/s", "%.0f", function()
     assert(actor.call(counter, { expect = N_ONEWAY }))
     local t0 = now()
-    assert(actor.call(sender, { to = counter, n = N_ONEWAY, batch = batch or ONEWAY_BATCH,
-                                yield = yield }, math.huge))
+    assert(actor.call(sender, { to = counter, n = N_ONEWAY, batch = batch, yield = yield }, math.huge))
     local done_at = assert(actor.call(counter, "wait", math.huge))
     return N_ONEWAY / (done_at - t0)
   end)
@@ -149,5 +150,6 @@ if what == "oneway-variants" then
     oneway("self", b, "actors.lua.oneway.self_" .. b)
     oneway("sleep", b, "actors.lua.oneway.sleep_" .. b)
   end
+  oneway("self", N_ONEWAY, "actors.lua.oneway.no_yield")
 end
 if what == nil or what == "spawn" then spawn_bench() end

@@ -129,6 +129,11 @@ int tr_reply_to(tr_runtime *rt, tr_pid caller, uint64_t ref, uint32_t tag,
     return tr__deliver(rt, caller, m);
 }
 
+int tr_reply_status_to(tr_runtime *rt, tr_pid caller, uint64_t ref, int status)
+{
+    return tr__reply_status(rt, tr__current_pid(), caller, ref, status);
+}
+
 int tr_reply(tr_runtime *rt, const tr_msg *request, uint32_t tag, const void *data,
              size_t size)
 {

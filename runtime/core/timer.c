@@ -171,7 +171,14 @@ static void on_timer(uv_timer_t *h)
                 uint16_t pool = copy->tr__pool;
                 memcpy(copy, t->msg, sizeof(tr_msg) + t->msg->size);
                 copy->tr__pool = pool;
-                tr__deliver(w->rt, t->to, copy);
+                if (tr__deliver(w->rt, t->to, copy) == TR_ENOPROC) {
+                    /* Its target is gone: a periodic timer ends with it. */
+                    heap_remove(w, t);
+                    map_del(w, t->id);
+                    tr_msg_free(t->msg);
+                    tr_free(t);
+                    continue;
+                }
             }
             t->deadline += t->period;
             if (t->deadline <= now)   /* fell behind: skip, do not burst */

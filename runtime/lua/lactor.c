@@ -29,9 +29,12 @@ struct tr_lactor {
     int          mod_ref, handle_ref, terminate_ref, state_ref, chunk_ref;
     int          idle_n;        /* coroutines in the pool table */
     int          waited;        /* set by tr_lactor_wait before it yields */
+    lua_State   *running;       /* the coroutine being resumed now */
 };
 
-static char lactor_key, pool_key, waiting_key, done_key;
+/* Registry keys. inflight[co] = {from, ref} of the call a coroutine is answering,
+ * so that an actor that exits with handlers suspended still answers their callers. */
+static char lactor_key, pool_key, waiting_key, inflight_key, done_key;
 static tr_lua_main_result *main_result;
 
 void tr_lua_main_watch(tr_lua_main_result *r)
@@ -197,6 +200,45 @@ static void send_reply(tr_lactor *la, lua_State *co, tr_pid to, uint64_t ref, in
 
 static void job_finished(tr_lactor *la, lua_State *co, int nres);
 
+/* Records (from, ref) as the call co answers. */
+static void inflight_set(tr_lactor *la, lua_State *co, tr_pid from, uint64_t ref)
+{
+    lua_State *L = la->vm.L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushinteger(L, (lua_Integer)from);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, (lua_Integer)ref);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* Forgets co's call; if status < 0, answers its caller with it first. */
+static void inflight_answer(tr_lactor *la, lua_State *co, int status)
+{
+    lua_State *L = la->vm.L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    if (status < 0) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, -3) == LUA_TTABLE) {
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -2),
+                               (uint64_t)lua_tointeger(L, -1), status);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
 /* The main script's top level returned (or failed): print what `troupe eval` asked
  * for, record the outcome, and stop the runtime unless the script serves on. */
 static void main_finished(tr_lactor *la, lua_State *co, int ok, int idx, int nvals)
@@ -228,10 +270,12 @@ static void drive(tr_lactor *la, lua_State *co, int nargs)
     lua_State *L = la->vm.L;
     for (;;) {
         la->waited = 0;
+        la->running = co;
         tr_lvm_arm(&la->vm, co);
         int nres = 0;
         int st = lua_resume(co, L, nargs, &nres);
         tr_lvm_disarm(&la->vm, co);
+        la->running = NULL;
         if (st == LUA_YIELD && nres >= 4 && lua_touserdata(co, -nres) == &done_key) {
             job_finished(la, co, nres);
             return;
@@ -249,6 +293,7 @@ static void drive(tr_lactor *la, lua_State *co, int nargs)
             continue;
         }
         log_error(la, "internal error", lua_tostring(co, -1));
+        inflight_answer(la, co, TR_EEXIT);
         lua_pop(L, 1);
         return;
     }
@@ -261,8 +306,10 @@ static void job_finished(tr_lactor *la, lua_State *co, int nres)
     uint64_t ref = (uint64_t)lua_tointeger(co, base + 2);
     int ok = lua_toboolean(co, base + 3);
     int nvals = nres - 4;
-    if (ref)
+    if (ref) {
         send_reply(la, co, from, ref, ok, base + 4, nvals);
+        inflight_answer(la, co, 0);
+    }
     if (!ok)
         log_error(la, "error", nvals ? luaL_tolstring(co, base + 4, NULL) : NULL);
     if (la->main && ref == 0 && from == tr_self(la->ctx))
@@ -285,6 +332,8 @@ static void start_job(tr_lactor *la, int nargs, tr_pid from, uint64_t ref)
         return;
     }
     lua_insert(L, -(nargs + 2));                /* co fn args... */
+    if (ref)
+        inflight_set(la, co, from, ref);
     lua_pushinteger(co, (lua_Integer)from);
     lua_pushinteger(co, (lua_Integer)ref);
     lua_xmove(L, co, nargs + 1);                /* co: from ref fn args... */
@@ -294,9 +343,10 @@ static void start_job(tr_lactor *la, int nargs, tr_pid from, uint64_t ref)
 int tr_lactor_wait(lua_State *L, uint64_t ref)
 {
     tr_lactor *la = tr_lactor_of(L);
-    if (la == NULL || L == la->vm.L || !lua_isyieldable(L))
+    if (la == NULL || L != la->running || !lua_isyieldable(L))
         return luaL_error(L, "troupe: cannot wait here (only in a handler or the main "
-                             "script, not in init or terminate)");
+                             "script itself: not in init, terminate, or a coroutine "
+                             "the script created)");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &waiting_key);
     lua_pushthread(L);
     lua_rawseti(L, -2, (lua_Integer)ref);
@@ -386,11 +436,12 @@ static void resume_waiter(tr_lactor *la, tr_msg *m)
     drive(la, co, n);
 }
 
-static int lua_receive(tr_ctx *ctx, void *state, tr_msg *m)
+static int receive_body(lua_State *L)
 {
-    tr_lactor *la = state;
-    lua_State *L = la->vm.L;
-    (void)ctx;
+    tr_lactor *la = lua_touserdata(L, 1);
+    tr_msg *m = lua_touserdata(L, 2);
+    tr_ctx *ctx = la->ctx;
+    lua_settop(L, 0);
     switch (m->kind) {
     case TR_MSG_REPLY:
     case TR_MSG_TIMEOUT:
@@ -454,14 +505,40 @@ static int lua_receive(tr_ctx *ctx, void *state, tr_msg *m)
     lua_rawgeti(L, LUA_REGISTRYINDEX, la->handle_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, la->state_ref);
     if (push_payload(la, m) < 0) {
-        log_error(la, "bad message", lua_tostring(L, -1));
+        const char *why = lua_pushfstring(L, "bad message: %s", lua_tostring(L, -1));
+        log_error(la, "error", why);
         if (m->kind == TR_MSG_CALL)
-            tr_reply_to(la->rt, m->from, m->ref, TR_LUA_TAG_ERROR, "bad message", 11);
-        lua_pop(L, 3);
+            tr_reply_to(la->rt, m->from, m->ref, TR_LUA_TAG_ERROR, why, strlen(why));
+        lua_pop(L, 4);
         return 0;
     }
     push_pid_or_nil(L, m->from);
     start_job(la, 3, m->from, m->kind == TR_MSG_CALL ? m->ref : 0);
+    return 0;
+}
+
+/* Everything receive does with the state runs protected: an allocation failing at
+ * the VM's memory cap is an error for this message, never a Lua panic. */
+static int lua_receive(tr_ctx *ctx, void *state, tr_msg *m)
+{
+    (void)ctx;
+    tr_lactor *la = state;
+    lua_State *L = la->vm.L;
+    lua_settop(L, 0);
+    if (!lua_checkstack(L, 8)) {
+        log_error(la, "error", "out of memory");
+        return 0;
+    }
+    lua_pushcfunction(L, receive_body);
+    lua_pushlightuserdata(L, la);
+    lua_pushlightuserdata(L, m);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        const char *why = lua_tostring(L, -1);
+        log_error(la, "error", why);
+        if (m->kind == TR_MSG_CALL)
+            tr_reply_to(la->rt, m->from, m->ref, TR_LUA_TAG_ERROR, "not enough memory", 17);
+    }
+    lua_settop(L, 0);
     return 0;
 }
 
@@ -489,6 +566,8 @@ static int lua_init_protected(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &pool_key);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &waiting_key);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &inflight_key);
     if (req->args) {
         const char *err = NULL;
         if (tr_codec_decode(L, req->args, req->args_len, &err) < 0)
@@ -561,7 +640,9 @@ static int lua_init(tr_ctx *ctx, void *arg, void **state)
     tr_lvm_disarm(&la->vm, L);
     if (st != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        snprintf(req->err, sizeof req->err, "%s", msg ? msg : "error in init");
+        const char *tb = msg ? strstr(msg, "\nstack traceback:") : NULL;
+        snprintf(req->err, sizeof req->err, "%.*s", tb ? (int)(tb - msg) : 500,
+                 msg ? msg : "error in init");
         lactor_free(la);
         return st == LUA_ERRMEM ? TR_ENOMEM : TR_EFAIL;
     }
@@ -570,18 +651,49 @@ static int lua_init(tr_ctx *ctx, void *arg, void **state)
     return 0;
 }
 
+/* Answers TR_EEXIT to the callers of every handler still suspended. */
+static void answer_inflight(tr_lactor *la)
+{
+    lua_State *L = la->vm.L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -2),
+                           (uint64_t)lua_tointeger(L, -1), TR_EEXIT);
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
+}
+
+/* Protected: calls the script's terminate(state, reason). */
+static int terminate_body(lua_State *L)
+{
+    tr_lactor *la = lua_touserdata(L, 1);
+    const char *reason = lua_touserdata(L, 2);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, la->terminate_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, la->state_ref);
+    lua_pushstring(L, reason);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
 static void lua_terminate(tr_ctx *ctx, void *state, int reason)
 {
     (void)ctx;
     tr_lactor *la = state;
     lua_State *L = la->vm.L;
+    lua_settop(L, 0);
+    answer_inflight(la);
     if (la->terminate_ref != LUA_NOREF) {
         lua_pushcfunction(L, msgh);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, la->terminate_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, la->state_ref);
-        lua_pushstring(L, tr_lua_reason_name(reason));
+        lua_pushcfunction(L, terminate_body);
+        lua_pushlightuserdata(L, la);
+        lua_pushlightuserdata(L, (void *)tr_lua_reason_name(reason));
         tr_lvm_arm(&la->vm, L);
-        if (lua_pcall(L, 2, 0, -4) != LUA_OK)
+        if (lua_pcall(L, 2, 0, 1) != LUA_OK)
             log_error(la, "error in terminate", lua_tostring(L, -1));
         tr_lvm_disarm(&la->vm, L);
         lua_settop(L, 0);

@@ -138,6 +138,48 @@ static int blocked(lua_State *L)
     return luaL_error(L, "troupe: not available in the sandbox (run with --unsafe)");
 }
 
+/* The budget error is raised from inside the count hook, where Lua runs with hooks
+ * off: an xpcall message handler called there would run unmetered. Once the budget
+ * has run out the script's handler is skipped (the error goes on unchanged). */
+static int xpcall_handler(lua_State *L)
+{
+    if (tr_lvm_of(L)->expired)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int safe_xpcall(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));   /* the real xpcall */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Lua runs __gc metamethods with hooks off, so a finalizer could never be stopped:
+ * the sandbox refuses them. */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_istable(L, 2)) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "troupe: __gc metamethods are not available in the "
+                                 "sandbox (a finalizer cannot be given a CPU budget)");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 /* debug.traceback, the one debug function a sandboxed script keeps. */
 static int traceback(lua_State *L)
 {
@@ -185,6 +227,12 @@ static void open_sandboxed(lua_State *L)
     lua_getglobal(L, "load");
     lua_pushcclosure(L, safe_load, 1);
     lua_setglobal(L, "load");
+    lua_getglobal(L, "xpcall");
+    lua_pushcclosure(L, safe_xpcall, 1);
+    lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
     lua_pushcfunction(L, safe_loadfile);
     lua_setglobal(L, "loadfile");
     lua_pushcfunction(L, safe_dofile);

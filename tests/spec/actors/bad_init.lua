@@ -1,0 +1,4 @@
+return {
+  init = function() error("init exploded") end,
+  handle = function() end,
+}

@@ -1,0 +1,4 @@
+return {
+  handle = function(s, m) return m end
+  this is not lua
+}
