@@ -101,8 +101,8 @@ test: deps
 	@tests/run.sh $(B)
 
 check-san:
-	@$(MAKE) --no-print-directory SAN=asan unit
-	@$(MAKE) --no-print-directory SAN=tsan unit
+	@$(MAKE) --no-print-directory SAN=asan all unit
+	@$(MAKE) --no-print-directory SAN=tsan all unit
 	@tests/run.sh --san build/asan build/tsan
 
 # The embed example, built the way a user builds it: against an installed libtroupe,

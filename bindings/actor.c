@@ -64,7 +64,9 @@ static int opt_ms(lua_State *L, int idx, int dflt)
     if (lua_isnoneornil(L, idx))
         return dflt;
     lua_Number s = luaL_checknumber(L, idx);
-    if (s < 0 || s >= 2147483.0 || isinf(s))
+    if (isnan(s))
+        return luaL_argerror(L, idx, "a number of seconds, not NaN");
+    if (s < 0 || s >= 2147483.0)
         return -1;
     return (int)(s * 1000 + 0.5);
 }
@@ -359,10 +361,23 @@ static void vm_opts(lua_State *L, tr_lactor *la, int t, tr_lvm_opts *o)
                               "unsafe one");
             o->unsafe = true;
         }
-        o->mem_limit = (size_t)opt_field_int(L, t, "memory", (lua_Integer)o->mem_limit);
+        lua_getfield(L, t, "memory");
+        if (!lua_isnil(L, -1)) {
+            lua_Integer m = luaL_checkinteger(L, -1);
+            if (m <= 0)
+                luaL_error(L, "troupe.actor.spawn: memory must be a positive number of bytes");
+            o->mem_limit = (size_t)m;
+        }
+        lua_pop(L, 1);
         lua_getfield(L, t, "budget");
-        if (!lua_isnil(L, -1))
-            o->budget_ms = (uint64_t)(luaL_checknumber(L, -1) * 1000);
+        if (!lua_isnil(L, -1)) {
+            lua_Number b = luaL_checknumber(L, -1);
+            if (!(b > 0) || isinf(b) || b > 86400)
+                luaL_error(L, "troupe.actor.spawn: budget must be a number of seconds "
+                              "in (0, 86400]");
+            uint64_t ms = (uint64_t)(b * 1000);
+            o->budget_ms = ms ? ms : 1;   /* under a millisecond: the smallest budget */
+        }
         lua_pop(L, 1);
     }
     lua_getglobal(L, "package");
@@ -480,7 +495,8 @@ static int l_supervisor(lua_State *L)
     int n = (int)luaL_len(L, ch);
     tr_child_spec *specs = lua_newuserdatauv(L, sizeof(tr_child_spec) * (size_t)(n ? n : 1), 0);
     memset(specs, 0, sizeof(tr_child_spec) * (size_t)(n ? n : 1));
-    int made = 0, rc = 0;
+    /* First pass: everything that can raise (bad options, values that cannot travel,
+     * scripts not found), before anything is allocated that a raise would leak. */
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, ch, i + 1);
         int c = lua_gettop(L);
@@ -489,9 +505,32 @@ static int l_supervisor(lua_State *L)
         lua_getfield(L, c, "script");
         if (!lua_isstring(L, -2) || !lua_isstring(L, -1))
             return luaL_error(L, "troupe.actor.supervisor: child %d needs id and script", i + 1);
-        specs[i].id = lua_tostring(L, -2);        /* the table keeps them alive */
         if (resolve_script(L, la, lua_tostring(L, -1)) < 0)
             return luaL_error(L, "troupe.actor.supervisor: %s", lua_tostring(L, -1));
+        tr_lvm_opts vo;
+        vm_opts(L, la, c, &vo);
+        check_option(L, c, "restart", restarts, 0);
+        lua_getfield(L, c, "shutdown");
+        if (!lua_isnil(L, -1))
+            luaL_checknumber(L, -1);
+        lua_getfield(L, c, "args");
+        if (!lua_isnil(L, -1)) {
+            tr_buf b = { 0 };
+            encode_arg(L, lua_gettop(L), &b);
+            tr_buf_free(&b);
+        }
+        lua_settop(L, ch);
+    }
+    luaL_checkstack(L, n + 8, "too many children");
+    /* Second pass: build the specs; only an allocation can fail now. */
+    int made = 0, rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        lua_rawgeti(L, ch, i + 1);
+        int c = lua_gettop(L);
+        lua_getfield(L, c, "id");
+        specs[i].id = lua_tostring(L, -1);     /* the child table keeps it alive */
+        lua_getfield(L, c, "script");
+        resolve_script(L, la, lua_tostring(L, -1));
         lua_child *lc = tr_malloc(sizeof(*lc));
         if (lc == NULL) {
             rc = TR_ENOMEM;
@@ -505,22 +544,19 @@ static int l_supervisor(lua_State *L)
         lc->script = dup_bytes(path, len);
         vm_opts(L, la, c, &lc->req.vm);
         lc->lua_path = dup_bytes(lc->req.vm.lua_path, strlen(lc->req.vm.lua_path));
-        lua_pop(L, 1);
         lua_getfield(L, c, "args");
         if (!lua_isnil(L, -1)) {
             tr_buf b = { 0 };
-            encode_arg(L, -1, &b);
-            lc->args = dup_bytes(b.data, b.len);
+            if (tr_codec_encode(L, lua_gettop(L), &b, &(const char *){ NULL }) < 0)
+                rc = TR_ENOMEM;
+            lc->args = rc == 0 ? dup_bytes(b.data, b.len) : NULL;
             lc->req.args_len = b.len;
             tr_buf_free(&b);
             if (lc->args == NULL)
                 rc = TR_ENOMEM;
         }
-        lua_pop(L, 1);
-        if (lc->script == NULL || lc->lua_path == NULL || rc < 0) {
+        if (lc->script == NULL || lc->lua_path == NULL)
             rc = TR_ENOMEM;
-            break;
-        }
         lc->req.script = lc->script;
         lc->req.vm.lua_path = lc->lua_path;
         lc->req.args = lc->args;
@@ -529,9 +565,8 @@ static int l_supervisor(lua_State *L)
         specs[i].opts.trap_exit = opt_field_bool(L, c, "trap_exit");
         specs[i].restart = (tr_restart)check_option(L, c, "restart", restarts, 0);
         lua_getfield(L, c, "shutdown");
-        specs[i].shutdown_ms = lua_isnil(L, -1) ? 5000 : (int)(luaL_checknumber(L, -1) * 1000);
-        lua_pop(L, 1);
-        lua_settop(L, c);   /* keeps the id string reachable through the child table */
+        specs[i].shutdown_ms = lua_isnil(L, -1) ? 5000 : (int)(lua_tonumber(L, -1) * 1000);
+        lua_settop(L, c);   /* the child table (and so its id) stays on the stack */
     }
     if (rc < 0) {
         for (int i = 0; i < made; i++)

@@ -116,10 +116,12 @@ static void lua_path(char *out, size_t n, const char *script_dir, int system_pat
         }
     }
     const char *extra = getenv("TROUPE_LUA_PATH");
-    snprintf(out, n, "%s%s%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;./?.lua%s",
+    int plen = snprintf(out, n, "%s%s%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;./?.lua%s",
              extra ? extra : "", extra ? ";" : "", fw, fw, script_dir, script_dir,
              system_paths ? ";/usr/local/share/lua/5.4/?.lua;/usr/share/lua/5.4/?.lua;"
                             "/usr/share/lua/5.4/?/init.lua" : "");
+    if (plen < 0 || (size_t)plen >= n)
+        fprintf(stderr, "troupe: warning: package.path truncated (paths too long)\n");
 }
 
 static tr_runtime *the_rt;

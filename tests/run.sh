@@ -3,7 +3,7 @@
 #   tests/run.sh BUILD_DIR            unit binaries BUILD_DIR/tests/test_*, the busted
 #                                     specs (BUILD_DIR/troupe test tests/spec), every
 #                                     tests/integration/*.sh, then the embed example
-#   tests/run.sh --san DIR1 DIR2 ...  unit binaries only, for each sanitizer build
+#   tests/run.sh --san DIR1 DIR2 ...  unit binaries and the specs, for each sanitizer build
 # Every suite's output stays visible (CI logs need it). The last line is exactly
 # `N passed, N failed`; the exit status is 1 when something failed or nothing ran.
 #
@@ -237,6 +237,24 @@ usage() {
     exit 2
 }
 
+# ---- (e) the codec decoder under libFuzzer (make fuzz; skipped without clang) -------
+run_fuzz() {
+    local log=$logs/fuzz.log rc
+    header "fuzz: codec (FUZZ_SECONDS=${FUZZ_SECONDS:-60})"
+    set +e
+    make --no-print-directory fuzz < /dev/null 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" -eq 0 ] && grep -q '^fuzz: skipped' "$log"; then
+        echo "--- fuzz: skipped (no clang)"
+    elif [ "$rc" -eq 0 ] && grep -q '^fuzz: codec ok' "$log"; then
+        add "fuzz (codec)" 1 0
+    else
+        echo "!!! make fuzz: $(why "$rc")"
+        add "fuzz (codec)" 0 1
+    fi
+}
+
 # ---- main ------------------------------------------------------------------------
 
 [ "$#" -ge 1 ] || usage
@@ -250,6 +268,8 @@ if [ "$1" = --san ]; then
     for dir in "$@"; do
         if [ -d "$dir" ]; then
             run_unit_dir "${dir%/}"
+            # The Lua host under the same sanitizer, through the busted specs.
+            [ -x "$dir/troupe" ] && run_spec "$(cd "$dir" && pwd)"
         else
             header "unit: $dir"
             echo "!!! no build directory $dir"
@@ -273,6 +293,7 @@ else
         run_spec "$abs"
         run_integration
         run_embed "$b" "$abs"
+        run_fuzz
     fi
     if [ -n "$services_dir" ]; then
         tests/services.sh stop "$services_dir" || echo "!!! tests/services.sh stop failed"

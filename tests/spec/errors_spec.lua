@@ -77,12 +77,10 @@ describe("an error in a handler", function()
     assert.equal("after", h.eval(pid, "coroutine.yield('x'); return 'after'"))
   end)
 
-  -- BUG (runtime/lua/lactor.c, tr_lactor_wait): a wait (actor.call, actor.sleep) in a
-  -- coroutine the script created is accepted because that thread is yieldable; the
-  -- yield goes to the script's coroutine.resume / wrap (the call "returns" nothing),
-  -- and when the reply comes the runtime resumes the script's coroutine as if it
-  -- were a job: its results are lost and "internal error: <first result>" is logged.
-  -- Either make it work or raise "cannot wait here".
+  -- Regression (fixed in 4271d45, runtime/lua/lactor.c tr_lactor_wait): a wait in a
+  -- coroutine the script created used to yield to the script's own resume (the call
+  -- "returned" nothing) and the reply then resumed that coroutine as if it were a job
+  -- (results lost, "internal error" logged). It now raises "cannot wait".
   it("a call from inside a coroutine of the script works or raises clearly", function()
     local pid, echo = h.spawn("probe"), h.spawn("echo")
     local r = h.eval(pid, [[
@@ -107,9 +105,8 @@ describe("spawn failures return nil, err", function()
     assert.matches("bad_init%.lua:%d+:", err)
   end)
 
-  -- BUG (runtime/lua/lactor.c, lua_init): spawn's err is the message handler's
-  -- output, traceback included ("...\nstack traceback:\n\t[C]: in ?..."), while a
-  -- failed call gets the message alone (send_reply cuts it at "\nstack traceback:").
+  -- Regression (fixed in 4271d45, runtime/lua/lactor.c lua_init): spawn's err used to
+  -- carry the message handler's traceback, unlike a failed call's error.
   it("an error in init comes without the traceback, like a failed call's", function()
     local pid, err = actor.spawn(h.path("bad_init"))
     assert.is_nil(pid)
@@ -143,10 +140,8 @@ describe("spawn failures return nil, err", function()
     assert.matches("does_not_exist", err)
   end)
 
-  -- BUG (bindings/actor.c, resolve_script): a module name that package.searchpath
-  -- cannot find raises (luaL_error) instead of returning nil, err like a missing
-  -- file does; README documents spawn as "pid, or nil, err", and a missing module is
-  -- an operational failure, not misuse.
+  -- Regression (fixed in 4271d45, bindings/actor.c resolve_script): a missing module
+  -- used to raise, where a missing file returns nil, err (README: "pid, or nil, err").
   it("a missing module, naming it", function()
     local ok, pid, err = pcall(actor.spawn, "no.such.module")
     assert.is_true(ok, "spawn raised: " .. tostring(pid))

@@ -47,15 +47,20 @@ describe("the memory cap (opts.memory)", function()
     assert.equal(100000, actor.call(big, { op = "alloc", v = 100000 }))
   end)
 
-  -- BUG (runtime/lua/lactor.c, lua_receive): when the payload cannot be decoded
-  -- (here: out of memory), the caller is answered "bad message"; the reason
-  -- ("out of memory") only goes to the log.
+  -- Regression (fixed in 4271d45, runtime/lua/lactor.c lua_receive): the caller used
+  -- to get "bad message", the reason ("out of memory") only went to the log.
   it("a message too big for the receiver's cap fails that message only, saying why", function()
     local pid = h.spawn("echo", nil, { memory = 2 * MB })
     local r, err = actor.call(pid, ("x"):rep(4 * MB))
     assert.is_nil(r)
     assert.equal("small", actor.call(pid, "small"))
     assert.matches("memory", err)
+  end)
+
+  -- BUG (bindings/actor.c, vm_opts): opts.memory is cast to size_t unchecked: a
+  -- negative cap becomes (size_t)-1, i.e. no cap at all; misuse should raise.
+  it("raises on a negative cap", function()
+    assert.has_error(function() actor.spawn(h.path("echo"), nil, { memory = -1 }) end)
   end)
 
   it("is inherited by the actors an actor spawns", function()
@@ -114,10 +119,10 @@ describe("the CPU budget (opts.budget)", function()
     assert.is_true(dt < 0.6, "stopped after " .. dt .. " s (budget 0.2 s)")
   end
 
-  -- BUG (runtime/lua/vm.c, budget_hook): the budget error is raised from inside the
-  -- count hook, where Lua runs with hooks disabled (L->allowhook = 0); luaG_errormsg
-  -- calls an xpcall message handler right there, so the handler runs unmetered:
-  -- xpcall(loop, function() while true do end end) never returns.
+  -- Regression (fixed in 4271d45, runtime/lua/vm.c safe_xpcall): the budget error is
+  -- raised from inside the count hook, where Lua runs with hooks off
+  -- (L->allowhook = 0), and luaG_errormsg calls an xpcall message handler right
+  -- there: xpcall(loop, function() while true do end end) never returned.
   it("cannot be outrun with an xpcall message handler", function()
     escapes([[
       xpcall(function() while true do end end, function(e)
@@ -189,6 +194,27 @@ describe("the CPU budget (opts.budget)", function()
     assert.is_nil(r[1])
     assert.matches("CPU budget exceeded", r[2])
     assert.is_true(dt < 0.6, "stopped after " .. dt)
+  end)
+
+  -- BUG (bindings/actor.c, vm_opts): opts.budget is not checked: it is cast with
+  -- (uint64_t)(seconds * 1000), which is undefined behaviour for a negative, NaN or
+  -- infinite number (on x86 -1 wraps to a budget that overflows budget_ms * 1e6 in
+  -- tr_lvm_init: some arbitrary limit); misuse should raise.
+  it("raises on a budget that is not a positive finite number of seconds", function()
+    for _, b in ipairs({ -1, 0 / 0, math.huge, -math.huge }) do
+      assert.has_error(function() actor.spawn(h.path("echo"), nil, { budget = b }) end,
+        nil, "budget = " .. tostring(b))
+    end
+  end)
+
+  -- BUG (bindings/actor.c, vm_opts + runtime/lua/vm.c, tr_lvm_init): a budget under
+  -- 1 ms truncates to 0 ms, which tr_lvm_init reads as "the default": 0.0005 s
+  -- becomes 1 s.
+  it("a budget under a millisecond is not taken as the 1 s default", function()
+    local pid = h.spawn("service", nil, { budget = 0.0005 })
+    local dt, r = h.timed(actor.call, pid, { op = "loop" }, 3)
+    assert.matches("CPU budget exceeded", r[2])
+    assert.is_true(dt < 0.5, "stopped after " .. dt .. " s")
   end)
 
   it("defaults to 1 s per message", function()

@@ -102,11 +102,10 @@ describe("actor.call", function()
     assert.equal("exited", err)
   end)
 
-  -- BUG (runtime/lua/lactor.c): a call whose handler is suspended (waiting in
-  -- actor.sleep / actor.call) when the actor exits is never answered: the C core only
-  -- answers TR_EEXIT for calls still queued or for the message being handled in the
-  -- exiting callback, and lua_terminate does not answer the calls held by suspended
-  -- coroutines. The caller gets "timeout" (or waits forever without a timeout).
+  -- Regression (fixed in 4271d45, runtime/lua/lactor.c): a call whose handler was
+  -- suspended (in actor.sleep / actor.call) when the actor exited was never answered
+  -- (the C core answers TR_EEXIT only for queued calls and the message being
+  -- handled): the caller got "timeout", or waited forever without a timeout.
   it("returns nil, 'exited' when the callee is killed while its handler waits", function()
     local pid = h.spawn("service")
     local killer = h.spawn("probe")
@@ -181,6 +180,14 @@ describe("actor.call", function()
     local pid = h.spawn("echo")
     assert.equal(1, actor.call(pid, 1, math.huge))
     assert.equal(2, actor.call(pid, 2, -1))
+  end)
+
+  -- BUG (bindings/actor.c, opt_ms): a NaN timeout passes every check
+  -- (s < 0, s >= 2147483.0, isinf are all false) and reaches (int)(s * 1000 + 0.5),
+  -- undefined behaviour; the same opt_ms serves actor.after/every/sleep, but those
+  -- check the result afterwards (NaN raises there by luck of the cast).
+  it("raises on a NaN timeout", function()
+    assert.has_error(function() actor.call(h.spawn("echo"), 1, 0 / 0) end)
   end)
 
   it("raises on misuse: not a pid, no message, bad timeout", function()

@@ -76,6 +76,26 @@ describe("actor.spawn", function()
     for i = 1, 200 do actor.kill(pids[i], "kill") end
   end)
 
+  it("never hands out a pid again: a stale pid does not reach the actor reusing its slot", function()
+    local seen, stale = {}, {}
+    for i = 1, 50 do
+      local pid = h.spawn("echo")
+      assert.is_nil(seen[tostring(pid)], "pid handed out twice: " .. tostring(pid))
+      seen[tostring(pid)] = true
+      stale[i] = pid
+      actor.kill(pid, "kill")
+      assert.truthy(h.wait_dead(pid))
+    end
+    local fresh = h.spawn("echo")
+    for _, pid in ipairs(stale) do
+      assert.are_not.equal(fresh, pid)
+      local ok, err = actor.send(pid, "late")
+      assert.is_nil(ok)
+      assert.equal("noproc", err)
+    end
+    assert.equal("ok", actor.call(fresh, "ok"))
+  end)
+
   it("pins an actor to a worker with opts.worker", function()
     local pid = h.spawn("echo", nil, { worker = 0 })
     assert.equal(1, actor.call(pid, 1))

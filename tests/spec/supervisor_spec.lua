@@ -155,6 +155,22 @@ describe("actor.supervisor", function()
     assert.equal(3, #starts(c, "a"))
   end)
 
+  it("counts a child that fails to restart toward the intensity, then gives up", function()
+    local c = h.collector()
+    local flag = "supervisor_spec.no_restart." .. math.random(1 << 30)
+    local s = actor.supervisor{ intensity = 3, period = 10, children = {
+      child(c, "a", { args = { notify = c, id = "a", fail_if = flag } }) } }
+    local w = h.spawn("probe", { monitor = s })
+    local a1 = wait_started(c, "a", 1)
+    assert.is_true(actor.register(flag))          -- from now on its init fails
+    actor.kill(a1, "kill")
+    local down = h.wait_inbox(w, function(m) return m.type == "down" and m.from == s end)
+    assert.truthy(down, "the supervisor keeps trying")
+    assert.equal("shutdown", down.reason)
+    assert.equal(1, #starts(c, "a"))
+    actor.unregister(flag)
+  end)
+
   it("forgets restarts older than its period", function()
     local c = h.collector()
     local s = sup(c, { intensity = 1, period = 0.05 }, { "a" })
@@ -232,6 +248,11 @@ describe("actor.supervisor", function()
     assert.truthy(h.wait_until(function() return #terminations(c, "ok") == 1 end))
   end)
 
+  -- BUG (bindings/actor.c, l_supervisor): a spec error raised after a child's
+  -- lua_child was tr_malloc'ed (bad restart option, args that cannot travel, a bad
+  -- shutdown, a later child without script) leaks that child and the copies made
+  -- for the earlier ones (script, lua_path). Invisible here; LeakSanitizer reports it
+  -- when this file runs under an ASan build of troupe (make SAN=asan).
   it("raises on a bad spec", function()
     assert.has_error(function() actor.supervisor() end)
     assert.has_error(function() actor.supervisor{} end)

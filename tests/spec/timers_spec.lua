@@ -96,10 +96,9 @@ describe("actor.every", function()
     assert.has_error(function() actor.every(-0.5, "x", c) end)
   end)
 
-  -- BUG (runtime/core/timer.c, on_timer): a periodic timer whose target has exited
-  -- is never dropped (tr__deliver's TR_ENOPROC is ignored): it stays in the heap and
-  -- wakes its worker every period for the life of the runtime. The common
-  -- actor.every(sec, msg) to self leaks one such timer per exited actor.
+  -- Regression (fixed in 4271d45, runtime/core/timer.c on_timer): a periodic timer
+  -- whose target had exited stayed in the heap, waking its worker every period for
+  -- the life of the runtime (one leaked timer per actor.every-to-self that exited).
   it("is dropped once its target has exited (cancel then finds nothing)", function()
     local c = h.collector()
     -- set and cancelled by one actor pinned to a worker: cancel answers for sure there

@@ -5,6 +5,7 @@
 --   id = any         echoed in those notices
 --   register = name  registers itself under name in init
 --   fail = text      init raises text
+--   fail_if = name   init raises while name is registered
 --   trap = bool      traps exits; notices go to state.inbox (and to notify)
 --   value = any      kept as state.value
 local actor = require "troupe.actor"
@@ -56,6 +57,7 @@ return {
   init = function(args)
     args = args or {}
     if args.fail then error(args.fail, 0) end
+    if args.fail_if and actor.whereis(args.fail_if) then error("refusing to start", 0) end
     if args.trap then actor.trap_exit(true) end
     if args.register then assert(actor.register(args.register)) end
     local s = { value = args.value, count = 0, inbox = {}, notify = args.notify, id = args.id }
