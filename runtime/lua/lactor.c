@@ -33,8 +33,9 @@ struct tr_lactor {
 };
 
 /* Registry keys. inflight[co] = {from, ref} of the call a coroutine is answering,
- * so that an actor that exits with handlers suspended still answers their callers. */
-static char lactor_key, pool_key, waiting_key, inflight_key, done_key;
+ * (ref; the caller in inflight_from), so that an actor that exits with handlers
+ * suspended still answers their callers. */
+static char lactor_key, pool_key, waiting_key, inflight_key, inflight_from_key, done_key;
 static tr_lua_main_result *main_result;
 
 void tr_lua_main_watch(tr_lua_main_result *r)
@@ -200,20 +201,22 @@ static void send_reply(tr_lactor *la, lua_State *co, tr_pid to, uint64_t ref, in
 
 static void job_finished(tr_lactor *la, lua_State *co, int nres);
 
-/* Records (from, ref) as the call co answers. */
+/* Records (from, ref) as the call co answers: inflight[co] = ref and
+ * inflight_from[co] = from (pooled coroutines are reused keys: no allocation once
+ * warm). */
 static void inflight_set(tr_lactor *la, lua_State *co, tr_pid from, uint64_t ref)
 {
     lua_State *L = la->vm.L;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_from_key);
     lua_pushthread(co);
     lua_xmove(co, L, 1);
-    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -1);
     lua_pushinteger(L, (lua_Integer)from);
-    lua_rawseti(L, -2, 1);
+    lua_rawset(L, -4);
     lua_pushinteger(L, (lua_Integer)ref);
-    lua_rawseti(L, -2, 2);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lua_rawset(L, -4);
+    lua_pop(L, 2);
 }
 
 /* Forgets co's call; if status < 0, answers its caller with it first. */
@@ -221,22 +224,25 @@ static void inflight_answer(tr_lactor *la, lua_State *co, int status)
 {
     lua_State *L = la->vm.L;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_from_key);
     lua_pushthread(co);
-    lua_xmove(co, L, 1);
+    lua_xmove(co, L, 1);                              /* refs froms co */
     if (status < 0) {
         lua_pushvalue(L, -1);
-        if (lua_rawget(L, -3) == LUA_TTABLE) {
-            lua_rawgeti(L, -1, 1);
-            lua_rawgeti(L, -2, 2);
-            tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -2),
-                               (uint64_t)lua_tointeger(L, -1), status);
-            lua_pop(L, 2);
-        }
-        lua_pop(L, 1);
+        lua_rawget(L, -4);
+        lua_pushvalue(L, -2);
+        lua_rawget(L, -4);                            /* refs froms co ref from */
+        if (lua_isinteger(L, -2))
+            tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -1),
+                               (uint64_t)lua_tointeger(L, -2), status);
+        lua_pop(L, 2);
     }
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, -5);
     lua_pushnil(L);
     lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 }
 
 /* The main script's top level returned (or failed): print what `troupe eval` asked
@@ -377,11 +383,11 @@ static int push_payload(tr_lactor *la, tr_msg *m)
 {
     lua_State *L = la->vm.L;
     if (m->tag == TR_LUA_TAG_VALUE) {
+        /* Runs inside receive_body's protected call: a memory error raises there. */
         const char *err = NULL;
-        int rc = tr_codec_decode_protected(L, m->data, m->size, &err);
-        if (rc == 0)
+        if (tr_codec_decode(L, m->data, m->size, &err) == 0)
             return 0;
-        lua_pushstring(L, rc == TR_ENOMEM ? "out of memory" : err);
+        lua_pushstring(L, err);
         return -1;
     }
     lua_createtable(L, 0, 2);
@@ -568,6 +574,8 @@ static int lua_init_protected(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &waiting_key);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &inflight_from_key);
     if (req->args) {
         const char *err = NULL;
         if (tr_codec_decode(L, req->args, req->args_len, &err) < 0)
@@ -656,15 +664,16 @@ static void answer_inflight(tr_lactor *la)
 {
     lua_State *L = la->vm.L;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_from_key);
     lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_rawgeti(L, -1, 1);
-        lua_rawgeti(L, -2, 2);
-        tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -2),
-                           (uint64_t)lua_tointeger(L, -1), TR_EEXIT);
-        lua_pop(L, 3);
+    while (lua_next(L, -3)) {                          /* refs froms co ref */
+        lua_pushvalue(L, -2);
+        lua_rawget(L, -4);                             /* refs froms co ref from */
+        tr_reply_status_to(la->rt, (tr_pid)lua_tointeger(L, -1),
+                           (uint64_t)lua_tointeger(L, -2), TR_EEXIT);
+        lua_pop(L, 2);
     }
-    lua_pop(L, 1);
+    lua_pop(L, 2);
 }
 
 /* Protected: calls the script's terminate(state, reason). */
