@@ -12,9 +12,12 @@
 
 #include "lactor.h"
 
+/* The actor this state belongs to. The module's functions are light C functions
+ * (no upvalue: nothing allocated per actor for them), so it comes from the
+ * registry. */
 static tr_lactor *self_actor(lua_State *L)
 {
-    tr_lactor *la = lua_touserdata(L, lua_upvalueindex(1));
+    tr_lactor *la = tr_lactor_of(L);
     if (la == NULL || tr_lactor_ctx(la) == NULL)
         luaL_error(L, "troupe.actor: not inside an actor");
     return la;
@@ -600,9 +603,7 @@ static const luaL_Reg actor_funcs[] = {
 
 int luaopen_troupe_actor(lua_State *L)
 {
-    luaL_newlibtable(L, actor_funcs);
-    lua_pushlightuserdata(L, tr_lactor_of(L));
-    luaL_setfuncs(L, actor_funcs, 1);
+    luaL_newlib(L, actor_funcs);
     return 1;
 }
 

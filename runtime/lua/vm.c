@@ -241,6 +241,8 @@ static void open_sandboxed(lua_State *L)
     lua_getglobal(L, "package");
     lua_pushcfunction(L, blocked);
     lua_setfield(L, -2, "loadlib");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
     lua_getfield(L, -1, "searchers");
     lua_pushnil(L);
     lua_rawseti(L, -2, 4);
