@@ -46,6 +46,15 @@ static int fail(lua_State *L, int rc)
     return 2;
 }
 
+/* true, or nil and the reason. */
+static int done(lua_State *L, int rc)
+{
+    if (rc < 0)
+        return fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* Encodes the value at idx into b, or raises with the codec's reason. */
 static void encode_arg(lua_State *L, int idx, tr_buf *b)
 {
@@ -89,10 +98,7 @@ static int l_send(lua_State *L)
     encode_arg(L, 2, &b);
     int rc = tr_send(tr_ctx_runtime(tr_lactor_ctx(la)), to, TR_LUA_TAG_VALUE, b.data, b.len);
     tr_buf_free(&b);
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_call(lua_State *L)
@@ -146,30 +152,21 @@ static int l_kill(lua_State *L)
     tr_lactor *la = self_actor(L);
     tr_pid pid = check_pid(L, 1);
     int rc = tr_kill(tr_ctx_runtime(tr_lactor_ctx(la)), pid, tr_lua_reason_code(L, 2));
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_link(lua_State *L)
 {
     tr_lactor *la = self_actor(L);
     int rc = tr_link(tr_lactor_ctx(la), check_pid(L, 1));
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_unlink(lua_State *L)
 {
     tr_lactor *la = self_actor(L);
     int rc = tr_unlink(tr_lactor_ctx(la), check_pid(L, 1));
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_monitor(lua_State *L)
@@ -187,10 +184,7 @@ static int l_demonitor(lua_State *L)
 {
     tr_lactor *la = self_actor(L);
     int rc = tr_demonitor(tr_lactor_ctx(la), (uint64_t)luaL_checkinteger(L, 1));
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_trap_exit(lua_State *L)
@@ -230,10 +224,7 @@ static int l_cancel(lua_State *L)
     tr_lactor *la = self_actor(L);
     int rc = tr_timer_cancel(tr_ctx_runtime(tr_lactor_ctx(la)),
                              (uint64_t)luaL_checkinteger(L, 1));
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_register(lua_State *L)
@@ -245,10 +236,7 @@ static int l_register(lua_State *L)
     int rc = tr_register(tr_ctx_runtime(ctx), name, pid);
     if (rc == TR_EINVAL)
         return luaL_argerror(L, 1, "a name of 1 to 255 bytes");
-    if (rc < 0)
-        return fail(L, rc);
-    lua_pushboolean(L, 1);
-    return 1;
+    return done(L, rc);
 }
 
 static int l_unregister(lua_State *L)
