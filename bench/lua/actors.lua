@@ -1,7 +1,7 @@
 -- bench/lua/actors.lua: Lua actor benchmarks, `BENCH <name> <value> <unit>` lines,
 -- each the median of 5 runs after one warm-up run.
 --
---   build/troupe run --workers 2 --unsafe bench/lua/actors.lua [roundtrip|oneway|spawn]
+--   build/troupe run --workers 2 --unsafe bench/lua/actors.lua [roundtrip|oneway|spawn|oneway-variants]
 --
 -- --unsafe: the spawn figures read /proc/self/statm and run each measurement in a
 -- fresh troupe process (io.open and io.popen are blocked in a sandboxed VM). The
