@@ -93,14 +93,8 @@ int tr_send_msg(tr_runtime *rt, tr_pid to, tr_msg *msg)
 
 int tr_send(tr_runtime *rt, tr_pid to, uint32_t tag, const void *data, size_t size)
 {
-    tr_msg *m = tr__msg_alloc(size);
-    if (m == NULL)
-        return TR_ENOMEM;
-    m->tag = tag;
-    if (size)
-        memcpy(m->data, data, size);
-    m->from = tr__current_pid();
-    return tr__deliver(rt, to, m);
+    tr_msg *m = tr_msg_new(tag, data, size);
+    return m ? tr_send_msg(rt, to, m) : TR_ENOMEM;
 }
 
 int tr_send_ptr(tr_runtime *rt, tr_pid to, uint32_t tag, void *ptr,

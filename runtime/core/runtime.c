@@ -125,6 +125,17 @@ int tr_runtime_stop(tr_runtime *rt, int deadline_ms)
     return 0;
 }
 
+/* Terminates every actor still alive with KILLED (no worker may be running). */
+static void kill_remaining(tr_runtime *rt)
+{
+    uint32_t n = atomic_load(&rt->n_slots);
+    for (uint32_t i = 0; i < n; i++) {
+        tr_actor *a = tr__slot(rt, i);
+        if (tr__slot_live(a))
+            tr__actor_finish(rt, a, TR_EXIT_KILLED, true);
+    }
+}
+
 /* Waits until a stop was requested and every actor exited, or the deadline. */
 static void wait_actors(tr_runtime *rt)
 {
@@ -167,12 +178,7 @@ int tr_runtime_wait(tr_runtime *rt)
     rt->running = 0;
 
     /* Past the deadline: what is still alive is killed here, no worker running. */
-    uint32_t n = atomic_load(&rt->n_slots);
-    for (uint32_t i = 0; i < n; i++) {
-        tr_actor *a = tr__slot(rt, i);
-        if (tr__slot_live(a))
-            tr__actor_finish(rt, a, TR_EXIT_KILLED, true);
-    }
+    kill_remaining(rt);
     return 0;
 }
 
@@ -201,12 +207,7 @@ void tr_runtime_free(tr_runtime *rt)
     } else {
         atomic_store(&rt->stopping, 1);
         atomic_store(&rt->quit, 1);
-        uint32_t n = atomic_load(&rt->n_slots);
-        for (uint32_t i = 0; i < n; i++) {
-            tr_actor *a = tr__slot(rt, i);
-            if (tr__slot_live(a))
-                tr__actor_finish(rt, a, TR_EXIT_KILLED, true);
-        }
+        kill_remaining(rt);
     }
     for (int i = 0; i < rt->n_workers; i++)
         tr__worker_close(&rt->workers[i]);

@@ -143,6 +143,16 @@ static void map_del(tr_worker *w, uint64_t id)
     }
 }
 
+/* Takes t out of w's heap and map and frees it; its message goes with it unless
+ * the caller took it. */
+static void timer_remove(tr_worker *w, tr__timer *t)
+{
+    heap_remove(w, t);
+    map_del(w, t->id);
+    tr_msg_free(t->msg);
+    tr_free(t);
+}
+
 /* ---- arming and firing ---- */
 
 static void on_timer(uv_timer_t *h);
@@ -172,11 +182,7 @@ static void on_timer(uv_timer_t *h)
                 memcpy(copy, t->msg, sizeof(tr_msg) + t->msg->size);
                 copy->tr__pool = pool;
                 if (tr__deliver(w->rt, t->to, copy) == TR_ENOPROC) {
-                    /* Its target is gone: a periodic timer ends with it. */
-                    heap_remove(w, t);
-                    map_del(w, t->id);
-                    tr_msg_free(t->msg);
-                    tr_free(t);
+                    timer_remove(w, t);   /* its target is gone: it ends with it */
                     continue;
                 }
             }
@@ -185,10 +191,11 @@ static void on_timer(uv_timer_t *h)
                 t->deadline = now + t->period;
             sift_down(w, 0);
         } else {
-            heap_remove(w, t);
-            map_del(w, t->id);
-            tr__deliver(w->rt, t->to, t->msg);
-            tr_free(t);
+            tr_msg *m = t->msg;
+            tr_pid to = t->to;
+            t->msg = NULL;
+            timer_remove(w, t);
+            tr__deliver(w->rt, to, m);
         }
     }
     arm(w);
@@ -233,10 +240,7 @@ int tr__timer_cancel_local(tr_worker *w, uint64_t id)
     if (t == NULL)
         return TR_ENOPROC;
     bool was_first = w->heap[0] == t;
-    heap_remove(w, t);
-    map_del(w, id);
-    tr_msg_free(t->msg);
-    tr_free(t);
+    timer_remove(w, t);
     if (was_first)
         arm(w);
     else
