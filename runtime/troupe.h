@@ -202,6 +202,27 @@ void tr_runtime_free(tr_runtime *rt);
 
 int tr_runtime_workers(const tr_runtime *rt);
 
+/* ---- extensions: modules built on the core (Lua chunk cache, HTTP, drivers) ---- */
+
+/* Slots for per-runtime state of the modules layered on the core. */
+enum { TR_EXT_LUA = 0, TR_EXT_HTTP = 1, TR_EXT_PG = 2, TR_EXT_REDIS = 3, TR_EXT_USER = 4,
+       TR_EXT_MAX = 8 };
+
+/* The state in slot (NULL when none). Any thread. */
+void *tr_runtime_ext(tr_runtime *rt, int slot);
+/* Sets slot to p once: 0, or TR_EEXIST when it was set already (the caller keeps p),
+ * TR_EINVAL for a bad slot. free_fn(p) runs in tr_runtime_free after the workers
+ * stopped and before their loops close, so it may uv_close handles of any loop.
+ * Any thread. */
+int tr_runtime_ext_set(tr_runtime *rt, int slot, void *p, void (*free_fn)(void *));
+
+struct uv_loop_s;
+/* The uv loop of worker i: only that worker's thread may use it while the runtime
+ * runs (actors pinned to i do, from their callbacks). NULL for a bad index. */
+struct uv_loop_s *tr_worker_loop(tr_runtime *rt, int i);
+/* The index of the worker of rt running the calling thread, or -1. */
+int tr_current_worker(const tr_runtime *rt);
+
 typedef struct tr_stats {
     uint64_t actors_live;      /* spawned and not yet exited */
     uint64_t spawned;          /* since the runtime was created */

@@ -169,6 +169,8 @@ struct tr_runtime {
     int              deadline_ms;
     uint64_t         stop_at_ms;
     int              running;        /* threads started and not yet joined */
+    _Atomic(void *)  ext[TR_EXT_MAX];   /* tr_runtime_ext_set */
+    void           (*ext_free[TR_EXT_MAX])(void *);
     pthread_mutex_t  stop_lock;
     pthread_cond_t   stop_cond;
 };

@@ -209,6 +209,11 @@ void tr_runtime_free(tr_runtime *rt)
         atomic_store(&rt->quit, 1);
         kill_remaining(rt);
     }
+    for (int i = TR_EXT_MAX - 1; i >= 0; i--) {
+        void *p = atomic_load(&rt->ext[i]);
+        if (p && rt->ext_free[i])
+            rt->ext_free[i](p);
+    }
     for (int i = 0; i < rt->n_workers; i++)
         tr__worker_close(&rt->workers[i]);
     tr__registry_close(rt);
@@ -239,4 +244,39 @@ void tr_runtime_stats(tr_runtime *rt, tr_stats *out)
         out->wakeups += atomic_load_explicit(&w->st_wakeups, memory_order_relaxed);
         out->timers += atomic_load_explicit(&w->st_timers, memory_order_relaxed);
     }
+}
+
+void *tr_runtime_ext(tr_runtime *rt, int slot)
+{
+    if (slot < 0 || slot >= TR_EXT_MAX)
+        return NULL;
+    return atomic_load_explicit(&rt->ext[slot], memory_order_acquire);
+}
+
+int tr_runtime_ext_set(tr_runtime *rt, int slot, void *p, void (*free_fn)(void *))
+{
+    if (slot < 0 || slot >= TR_EXT_MAX || p == NULL)
+        return TR_EINVAL;
+    pthread_mutex_lock(&rt->stop_lock);
+    void *expected = NULL;
+    int rc = TR_EEXIST;
+    if (atomic_load(&rt->ext[slot]) == expected) {
+        rt->ext_free[slot] = free_fn;
+        atomic_store_explicit(&rt->ext[slot], p, memory_order_release);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&rt->stop_lock);
+    return rc;
+}
+
+struct uv_loop_s *tr_worker_loop(tr_runtime *rt, int i)
+{
+    if (i < 0 || i >= rt->n_workers)
+        return NULL;
+    return &rt->workers[i].loop;
+}
+
+int tr_current_worker(const tr_runtime *rt)
+{
+    return tr__cur_worker && tr__cur_worker->rt == rt ? tr__cur_worker->id : -1;
 }
