@@ -10,7 +10,10 @@
 
 #include <lauxlib.h>
 
+#include "json.h"
 #include "lactor.h"
+
+int luaopen_troupe_redis(lua_State *L);   /* bindings/redis.c */
 
 /* The actor this state belongs to. The module's functions are light C functions
  * (no upvalue: nothing allocated per actor for them), so it comes from the
@@ -138,6 +141,17 @@ static int l_sleep(lua_State *L)
     if (rc < 0)
         return fail(L, rc);
     return tr_lactor_wait(L, ref);
+}
+
+/* actor.reload(script) -> n: the Lua actors spawned from script upgrade their code
+ * at their next message (tr_lua_upgrade_all); with no script, those whose file
+ * changed on disk. */
+static int l_reload(lua_State *L)
+{
+    tr_lactor *la = self_actor(L);
+    const char *script = luaL_optstring(L, 1, NULL);
+    lua_pushinteger(L, tr_lua_upgrade_all(tr_ctx_runtime(tr_lactor_ctx(la)), script));
+    return 1;
 }
 
 static int l_exit(lua_State *L)
@@ -586,6 +600,7 @@ static const luaL_Reg actor_funcs[] = {
     { "register", l_register },   { "unregister", l_unregister },
     { "whereis", l_whereis },     { "alive", l_alive },     { "sleep", l_sleep },
     { "now", l_now },             { "supervisor", l_supervisor },
+    { "reload", l_reload },
     { NULL, NULL }
 };
 
@@ -609,6 +624,12 @@ void tr_lua_preload(lua_State *L)
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_troupe_actor);
     lua_setfield(L, -2, "troupe.actor");
+    lua_pushcfunction(L, luaopen_troupe_json);
+    lua_setfield(L, -2, "troupe.json");
+    lua_pushcfunction(L, luaopen_troupe_http);
+    lua_setfield(L, -2, "troupe.http");
+    lua_pushcfunction(L, luaopen_troupe_redis);
+    lua_setfield(L, -2, "troupe.redis");
     lua_pop(L, 1);
     lua_pushlightuserdata(L, NULL);
     lua_createtable(L, 0, 2);

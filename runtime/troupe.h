@@ -294,6 +294,13 @@ tr_runtime *tr_ctx_runtime(const tr_ctx *ctx);
 /* The worker running the actor now (floating actors may move between turns). */
 int         tr_ctx_worker(const tr_ctx *ctx);
 
+/* For an actor pinned to a worker that owns libuv handles: its handle callbacks run
+ * on that worker between the actor's turns. tr_ctx_enter makes ctx the current actor
+ * (the `from` of what is sent) until tr_ctx_leave(the returned value). An exit asked
+ * for meanwhile (tr_exit) takes effect at tr_ctx_leave's next turn of the actor. */
+tr_ctx *tr_ctx_enter(tr_ctx *ctx);
+void    tr_ctx_leave(tr_ctx *ctx, tr_ctx *previous);
+
 /* Makes the actor exit with reason when the current callback returns. */
 void tr_exit(tr_ctx *ctx, int reason);
 

@@ -351,3 +351,18 @@ int tr_ctx_worker(const tr_ctx *ctx)
     (void)ctx;
     return tr__cur_worker ? tr__cur_worker->id : -1;
 }
+
+tr_ctx *tr_ctx_enter(tr_ctx *ctx)
+{
+    tr_actor *prev = tr__cur_actor;
+    tr__cur_actor = ctx;
+    return prev;
+}
+
+void tr_ctx_leave(tr_ctx *ctx, tr_ctx *previous)
+{
+    tr__cur_actor = previous;
+    /* An exit requested outside a turn: a signal to itself gets it a turn. */
+    if (ctx->flags & TR__AF_EXITING)
+        tr__signal(ctx->rt, ctx->self, TR__SIG_EXIT, ctx->self, 0, ctx->exit_reason);
+}

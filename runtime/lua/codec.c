@@ -122,7 +122,7 @@ void tr_buf_free(tr_buf *b)
 }
 
 /* The slow path of reserve: doubles the capacity until n more bytes fit. */
-static __attribute__((noinline)) int buf_grow(tr_buf *b, size_t n)
+__attribute__((noinline)) int tr_buf_grow(tr_buf *b, size_t n)
 {
     if (n > SIZE_MAX / 2 - b->len)
         return TR_ENOMEM;
@@ -142,7 +142,7 @@ static inline int reserve(tr_buf *b, size_t n)
 {
     if (likely(b->cap - b->len >= n))
         return 0;
-    return buf_grow(b, n);
+    return tr_buf_grow(b, n);
 }
 
 /* ---- encoder -------------------------------------------------------------------- */

@@ -28,6 +28,22 @@ typedef struct tr_buf {
 
 /* Frees the buffer's memory and zeroes it (it can be used again). NULL is ignored. */
 void tr_buf_free(tr_buf *b);
+/* Makes room for n more bytes: 0, or TR_ENOMEM (the buffer is unchanged). */
+int  tr_buf_grow(tr_buf *b, size_t n);
+static inline int tr_buf_reserve(tr_buf *b, size_t n)
+{
+    return b->cap - b->len >= n ? 0 : tr_buf_grow(b, n);
+}
+/* Appends n bytes: 0 or TR_ENOMEM. */
+static inline int tr_buf_append(tr_buf *b, const void *p, size_t n)
+{
+    if (tr_buf_reserve(b, n))
+        return TR_ENOMEM;
+    if (n)
+        __builtin_memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
 
 /*
  * Appends the encoding of the value at idx to out (which it borrows). Returns 0, or:

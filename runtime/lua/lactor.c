@@ -13,6 +13,10 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -26,11 +30,83 @@ struct tr_lactor {
     tr_runtime  *rt;
     char        *script;
     int          main;
+    tr_lua_host  host;
     int          mod_ref, handle_ref, terminate_ref, state_ref, chunk_ref;
     int          idle_n;        /* coroutines in the pool table */
     int          waited;        /* set by tr_lactor_wait before it yields */
     lua_State   *running;       /* the coroutine being resumed now */
+    tr_lactor_result *cres;     /* the driver result being delivered (freed after) */
+    struct timespec mtime;      /* of the script when it was loaded */
+    off_t        size;
 };
+
+/* Every live Lua actor spawned from a file (for upgrades), per process. */
+typedef struct { tr_runtime *rt; tr_pid pid; char *script; } live_entry;
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static live_entry *live;
+static size_t n_live, cap_live;
+
+static void live_add(tr_lactor *la)
+{
+    pthread_mutex_lock(&live_lock);
+    if (n_live == cap_live) {
+        size_t cap = cap_live ? cap_live * 2 : 64;
+        live_entry *v = tr_realloc(live, cap * sizeof *v);
+        if (v == NULL) {            /* this actor just cannot be upgraded in place */
+            pthread_mutex_unlock(&live_lock);
+            return;
+        }
+        live = v;
+        cap_live = cap;
+    }
+    live[n_live++] = (live_entry){ la->rt, tr_self(la->ctx), la->script };
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void live_remove(tr_lactor *la)
+{
+    pthread_mutex_lock(&live_lock);
+    tr_pid self = tr_self(la->ctx);
+    for (size_t i = 0; i < n_live; i++)
+        if (live[i].pid == self && live[i].rt == la->rt) {
+            live[i] = live[--n_live];
+            break;
+        }
+    if (n_live == 0) {              /* nothing left: give the memory back */
+        tr_free(live);
+        live = NULL;
+        cap_live = 0;
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
+int tr_lua_upgrade_all(tr_runtime *rt, const char *script)
+{
+    tr_pid *pids = NULL;
+    size_t n = 0;
+    char want[PATH_MAX], have[PATH_MAX];
+    if (script && realpath(script, want) == NULL)
+        snprintf(want, sizeof want, "%s", script);
+    pthread_mutex_lock(&live_lock);
+    if (n_live)
+        pids = tr_malloc(n_live * sizeof *pids);
+    for (size_t i = 0; pids && i < n_live; i++) {
+        if (live[i].rt != rt)
+            continue;
+        if (script && strcmp(live[i].script, script) != 0 &&
+            (realpath(live[i].script, have) == NULL || strcmp(have, want) != 0))
+            continue;
+        pids[n++] = live[i].pid;
+    }
+    pthread_mutex_unlock(&live_lock);
+    int sent = 0;
+    size_t len = script ? strlen(script) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (tr_send(rt, pids[i], TR_LUA_TAG_UPGRADE, script, len) == 0)
+            sent++;
+    tr_free(pids);
+    return sent;
+}
 
 /* Registry keys. inflight[co] = {from, ref} of the call a coroutine is answering,
  * (ref; the caller in inflight_from), so that an actor that exits with handlers
@@ -52,6 +128,8 @@ tr_lactor *tr_lactor_of(lua_State *L)
 }
 
 tr_ctx *tr_lactor_ctx(tr_lactor *la) { return la->ctx; }
+lua_State *tr_lactor_state(tr_lactor *la) { return la->vm.L; }
+int tr_lactor_module_ref(tr_lactor *la) { return la->mod_ref; }
 const char *tr_lactor_script(tr_lactor *la) { return la->script; }
 
 /* ---- exit reasons ---- */
@@ -200,6 +278,7 @@ static void send_reply(tr_lactor *la, lua_State *co, tr_pid to, uint64_t ref, in
 }
 
 static void job_finished(tr_lactor *la, lua_State *co, int nres);
+static int ref_field(lua_State *L, int mod, const char *name);
 
 /* Records (from, ref) as the call co answers: inflight[co] = ref and
  * inflight_from[co] = from (pooled coroutines are reused keys: no allocation once
@@ -259,6 +338,19 @@ static void main_finished(tr_lactor *la, lua_State *co, int ok, int idx, int nva
                 printf("\n");
         }
     fflush(stdout);
+    if (r && ok && nvals >= 1 && r->serve && !r->print_results && lua_istable(co, idx)) {
+        int is_app = lua_getfield(co, idx, "_serve") == LUA_TFUNCTION;
+        lua_pop(co, 1);
+        if (is_app) {
+            char err[512] = "";
+            if (r->serve(la->rt, la->script, err, sizeof err) == 0) {
+                r->keep_running = 1;
+            } else {
+                fprintf(stderr, "troupe: %s\n", err);
+                ok = 0;
+            }
+        }
+    }
     if (r) {
         r->ok = ok;
         r->done = 1;
@@ -299,6 +391,11 @@ static void drive(tr_lactor *la, lua_State *co, int nargs)
             continue;
         }
         log_error(la, "internal error", lua_tostring(co, -1));
+        if (lua_islightuserdata(co, 1) && lua_touserdata(co, 1) != &done_key) {
+            /* a C job still expects its end */
+            tr_lactor_job *job = lua_touserdata(co, 1);
+            job->done(job, co, 0, lua_gettop(co), 1);
+        }
         inflight_answer(la, co, TR_EEXIT);
         lua_pop(L, 1);
         return;
@@ -308,6 +405,14 @@ static void drive(tr_lactor *la, lua_State *co, int nargs)
 static void job_finished(tr_lactor *la, lua_State *co, int nres)
 {
     int base = lua_gettop(co) - nres + 1;       /* DONE */
+    if (lua_islightuserdata(co, base + 1)) {    /* a C job: from is the job */
+        tr_lactor_job *job = lua_touserdata(co, base + 1);
+        int ok = lua_toboolean(co, base + 3);
+        job->done(job, co, ok, base + 4, nres - 4);
+        lua_settop(co, 0);
+        co_put(la);
+        return;
+    }
     tr_pid from = (tr_pid)lua_tointeger(co, base + 1);
     uint64_t ref = (uint64_t)lua_tointeger(co, base + 2);
     int ok = lua_toboolean(co, base + 3);
@@ -344,6 +449,42 @@ static void start_job(tr_lactor *la, int nargs, tr_pid from, uint64_t ref)
     lua_pushinteger(co, (lua_Integer)ref);
     lua_xmove(L, co, nargs + 1);                /* co: from ref fn args... */
     drive(la, co, nargs + 3);
+}
+
+uint64_t tr_lactor_new_ref(void)
+{
+    static _Atomic uint64_t refs;
+    return (1ull << 61) | atomic_fetch_add_explicit(&refs, 1, memory_order_relaxed);
+}
+
+static void cres_free(void *p)
+{
+    tr_lactor_result *res = p;
+    res->free(res);
+}
+
+int tr_lactor_complete(tr_runtime *rt, tr_pid pid, tr_lactor_result *res)
+{
+    int rc = tr_send_ptr(rt, pid, TR_LUA_TAG_CRESULT, res, cres_free);
+    if (rc < 0)
+        res->free(res);
+    return rc;
+}
+
+int tr_lactor_run(tr_lactor *la, int nargs, tr_lactor_job *job)
+{
+    lua_State *L = la->vm.L;
+    lua_State *co = co_get(la);
+    if (co == NULL) {
+        lua_pop(L, nargs + 1);
+        return TR_ENOMEM;
+    }
+    lua_insert(L, -(nargs + 2));                /* co fn args... */
+    lua_pushlightuserdata(co, job);
+    lua_pushinteger(co, 0);
+    lua_xmove(L, co, nargs + 1);                /* co: job 0 fn args... */
+    drive(la, co, nargs + 3);
+    return 0;
 }
 
 int tr_lactor_wait(lua_State *L, uint64_t ref)
@@ -442,6 +583,90 @@ static void resume_waiter(tr_lactor *la, tr_msg *m)
     drive(la, co, n);
 }
 
+static int file_stat(const char *path, struct timespec *mtime, off_t *size)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -1;
+    *mtime = st.st_mtim;
+    *size = st.st_size;
+    return 0;
+}
+
+/* Protected: loads the script again and makes the new state. Stack in: la.
+ * Leaves: new module, new state. */
+static int upgrade_protected(lua_State *L)
+{
+    tr_lactor *la = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (tr_lvm_loadfile(L, la->script) != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    if (!lua_istable(L, -1))
+        return luaL_error(L, "an actor script must return a table (got %s)",
+                          luaL_typename(L, -1));
+    int mod = lua_gettop(L);
+    if (lua_getfield(L, mod, "upgrade") == LUA_TFUNCTION) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, la->state_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, la->mod_ref);
+        lua_getfield(L, -1, "version");
+        lua_remove(L, -2);                        /* mod upgrade old_state old_version */
+        lua_call(L, 2, 1);
+    } else {
+        lua_pop(L, 1);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, la->state_ref);   /* the state as it is */
+    }
+    return 2;
+}
+
+/* At a message boundary: the new code takes over, or nothing changes. */
+static void upgrade(tr_lactor *la, int forced)
+{
+    lua_State *L = la->vm.L;
+    struct timespec mtime;
+    off_t size;
+    if (file_stat(la->script, &mtime, &size) != 0) {
+        log_error(la, "upgrade failed", "cannot read the script; keeping the running code");
+        return;
+    }
+    if (!forced && mtime.tv_sec == la->mtime.tv_sec && mtime.tv_nsec == la->mtime.tv_nsec &&
+        size == la->size)
+        return;                     /* unchanged on disk */
+    lua_settop(L, 0);
+    lua_pushcfunction(L, msgh);
+    lua_pushcfunction(L, upgrade_protected);
+    lua_pushlightuserdata(L, la);
+    tr_lvm_arm(&la->vm, L);
+    int st = lua_pcall(L, 1, 2, 1);
+    tr_lvm_disarm(&la->vm, L);
+    if (st != LUA_OK) {
+        char why[600];
+        const char *msg = lua_tostring(L, -1);
+        const char *tb = msg ? strstr(msg, "\nstack traceback:") : NULL;
+        snprintf(why, sizeof why, "%.*s; keeping the running code",
+                 tb ? (int)(tb - msg) : 500, msg ? msg : "error");
+        log_error(la, "upgrade failed", why);
+        lua_settop(L, 0);
+        return;
+    }
+    /* stack: msgh mod state */
+    int new_handle = ref_field(L, 2, "handle");
+    int new_terminate = ref_field(L, 2, "terminate");
+    luaL_unref(L, LUA_REGISTRYINDEX, la->handle_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, la->terminate_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, la->state_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, la->mod_ref);
+    la->handle_ref = new_handle;
+    la->terminate_ref = new_terminate;
+    la->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    la->mod_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    la->mtime = mtime;
+    la->size = size;
+    lua_settop(L, 0);
+    fprintf(stderr, "troupe: actor %u.%u (%s): upgraded\n", (unsigned)tr_self(la->ctx),
+            (unsigned)(tr_self(la->ctx) >> 32), la->script);
+}
+
 static int receive_body(lua_State *L)
 {
     tr_lactor *la = lua_touserdata(L, 1);
@@ -456,6 +681,29 @@ static int receive_body(lua_State *L)
     case TR_MSG_USER:
         if (m->tag == TR_LUA_TAG_WAKE && m->from == tr_self(ctx) && m->size == 8) {
             resume_waiter(la, m);
+            return 0;
+        }
+        if (m->tag == TR_LUA_TAG_UPGRADE && !la->main && la->host.start == NULL) {
+            upgrade(la, m->size > 0);
+            return 0;
+        }
+        if (m->tag == TR_LUA_TAG_CRESULT && m->ptr) {
+            tr_lactor_result *res = m->ptr;
+            la->cres = res;                     /* lua_receive frees it, whatever happens */
+            lua_State *co = take_waiter(la, res->ref);
+            if (co == NULL)
+                return 0;
+            int n = res->push(L, res);
+            lua_xmove(L, co, n);
+            drive(la, co, n);
+            return 0;
+        }
+        if (la->host.message && (m->tag < TR_LUA_TAG_VALUE || m->tag > TR_LUA_TAG_CRESULT) &&
+            la->host.message(la, la->host.arg, m))
+            return 0;
+        if (m->tag == TR_LUA_TAG_START && la->host.start) {
+            if (la->host.start(la, la->host.arg) != 0)
+                tr_exit(ctx, TR_EXIT_ERROR);
             return 0;
         }
         if (m->tag == TR_LUA_TAG_START && la->main) {
@@ -544,6 +792,10 @@ static int lua_receive(tr_ctx *ctx, void *state, tr_msg *m)
         if (m->kind == TR_MSG_CALL)
             tr_reply_to(la->rt, m->from, m->ref, TR_LUA_TAG_ERROR, "not enough memory", 17);
     }
+    if (la->cres) {
+        la->cres->free(la->cres);
+        la->cres = NULL;
+    }
     lua_settop(L, 0);
     return 0;
 }
@@ -589,6 +841,32 @@ static int lua_init_protected(lua_State *L)
         return 0;
     }
     lua_insert(L, -2);                            /* req args chunk */
+    if (req->app) {
+        lua_pushliteral(L, "handler");            /* ... tells the script where it runs */
+        lua_call(L, 1, 1);                        /* req args app */
+        if (!lua_istable(L, -1) || lua_getfield(L, -1, "_serve") != LUA_TFUNCTION)
+            return luaL_error(L, "%s: the script must return an app (require('troupe.app')"
+                                 ".new()), got %s", req->script, luaL_typename(L, -2));
+        lua_pop(L, 1);
+        /* An app may check itself before it takes requests (hot reload refuses a
+         * generation whose check fails). */
+        if (lua_getfield(L, -1, "self_check") == LUA_TFUNCTION) {
+            lua_pushvalue(L, -2);
+            lua_call(L, 1, 2);
+            if (lua_type(L, -2) == LUA_TBOOLEAN && !lua_toboolean(L, -2))
+                return luaL_error(L, "%s: self_check failed%s%s", req->script,
+                                  lua_isstring(L, -1) ? ": " : "",
+                                  lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+            lua_pop(L, 2);
+        } else {
+            lua_pop(L, 1);
+        }
+        la->mod_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_pop(L, 1);
+        lua_newtable(L);
+        la->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 0;
+    }
     lua_call(L, 0, 1);                            /* req args mod */
     if (!lua_istable(L, -1))
         return luaL_error(L, "an actor script must return a table (got %s)",
@@ -625,6 +903,8 @@ static int lua_init(tr_ctx *ctx, void *arg, void **state)
     la->ctx = ctx;
     la->rt = tr_ctx_runtime(ctx);
     la->main = req->main;
+    if (req->host)
+        la->host = *req->host;
     la->mod_ref = la->handle_ref = la->terminate_ref = la->state_ref = la->chunk_ref =
         LUA_NOREF;
     size_t len = strlen(req->script);
@@ -655,6 +935,9 @@ static int lua_init(tr_ctx *ctx, void *arg, void **state)
         return st == LUA_ERRMEM ? TR_ENOMEM : TR_EFAIL;
     }
     lua_settop(L, 0);
+    if (req->code == NULL && !req->main && !req->app &&
+        file_stat(la->script, &la->mtime, &la->size) == 0)
+        live_add(la);
     *state = la;
     return 0;
 }
@@ -696,6 +979,9 @@ static void lua_terminate(tr_ctx *ctx, void *state, int reason)
     lua_State *L = la->vm.L;
     lua_settop(L, 0);
     answer_inflight(la);
+    live_remove(la);
+    if (la->host.stop)
+        la->host.stop(la, la->host.arg, reason);
     if (la->terminate_ref != LUA_NOREF) {
         lua_pushcfunction(L, msgh);
         lua_pushcfunction(L, terminate_body);

@@ -16,6 +16,7 @@ typedef struct tr_lvm {
     uint64_t   deadline;     /* tr_lvm_now_ns() time the current budget ends; 0: none */
     bool       expired;      /* the budget ran out: every hook call raises again */
     bool       unsafe;       /* os.execute, io.popen and C modules allowed */
+    uint8_t    lazy;         /* sandbox: standard libraries still to open on first use */
     uint64_t   child_budget_ms; /* what actors it spawns get by default */
     tr_runtime *rt;          /* past its stop deadline, running Lua is interrupted */
 } tr_lvm;
@@ -29,7 +30,8 @@ typedef struct tr_lvm_opts {
 } tr_lvm_opts;
 
 /* Creates the state: counting allocator (through tr_realloc), the standard
- * libraries less what the sandbox removes, the troupe modules in package.preload,
+ * libraries less what the sandbox removes (in a sandboxed state coroutine, table,
+ * math, utf8, os and string open on first use), the troupe modules in package.preload,
  * and text-only loading. 0, TR_ENOMEM. The tr_lvm must not move afterwards (the
  * allocator and the hook hold its address). */
 int  tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts);
@@ -53,8 +55,11 @@ tr_lvm *tr_lvm_of(lua_State *L);
 #define TR_LVM_BUDGET_MSG "CPU budget exceeded"
 #define TR_LVM_STOPPED_MSG "interrupted: the runtime is stopping"
 
-/* Loads a Lua source file as text (never bytecode) and pushes the chunk; or returns a
- * Lua error status with the message pushed. */
+/* Loads a Lua source file as text and pushes the chunk; or returns a Lua error status
+ * with the message pushed. A file that is not text fails. When the state has a runtime
+ * (vm->rt), the compiled chunk may come from the runtime's cache of earlier
+ * compilations of the same, unchanged file (chunks.h): the way actor scripts load.
+ * Scripts' own loadfile, dofile and require always compile the text. */
 int tr_lvm_loadfile(lua_State *L, const char *path);
 
 #endif

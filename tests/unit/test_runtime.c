@@ -182,6 +182,45 @@ static void test_new_enomem(void **state)
     tr_alloc_track(0);
 }
 
+static int ext_freed;
+static void ext_free_fn(void *p)
+{
+    ext_freed++;
+    tr_free(p);
+}
+
+/* Extension slots: set once, refused twice, freed with the runtime; worker loops
+ * are reachable by index and the current worker is -1 off the workers. */
+static void test_extensions(void **state)
+{
+    (void)state;
+    tr_alloc_track(1);
+    tr_runtime *rt;
+    tr_config cfg;
+    tr_config_init(&cfg);
+    cfg.workers = 2;
+    assert_int_equal(tr_runtime_new(&cfg, &rt), 0);
+    assert_null(tr_runtime_ext(rt, TR_EXT_USER));
+    void *p = tr_malloc(16), *q = tr_malloc(16);
+    assert_int_equal(tr_runtime_ext_set(rt, TR_EXT_USER, p, ext_free_fn), 0);
+    assert_int_equal(tr_runtime_ext_set(rt, TR_EXT_USER, q, ext_free_fn), TR_EEXIST);
+    assert_int_equal(tr_runtime_ext_set(rt, TR_EXT_MAX, q, ext_free_fn), TR_EINVAL);
+    assert_int_equal(tr_runtime_ext_set(rt, -1, q, ext_free_fn), TR_EINVAL);
+    tr_free(q);
+    assert_ptr_equal(tr_runtime_ext(rt, TR_EXT_USER), p);
+    assert_null(tr_runtime_ext(rt, TR_EXT_MAX));
+    assert_non_null(tr_worker_loop(rt, 0));
+    assert_non_null(tr_worker_loop(rt, 1));
+    assert_ptr_not_equal(tr_worker_loop(rt, 0), tr_worker_loop(rt, 1));
+    assert_null(tr_worker_loop(rt, 2));
+    assert_int_equal(tr_current_worker(rt), -1);
+    ext_freed = 0;
+    tr_runtime_free(rt);
+    assert_int_equal(ext_freed, 1);
+    assert_int_equal(tr_alloc_live(), 0);
+    tr_alloc_track(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_stop_deadline),
         cmocka_unit_test(test_foreground_run_stopped_by_actor),
         cmocka_unit_test(test_new_enomem),
+        cmocka_unit_test(test_extensions),
     };
     return cmocka_run_group_tests_name("runtime", tests, NULL, NULL);
 }
