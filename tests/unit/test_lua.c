@@ -1,12 +1,19 @@
 /* test_lua.c — the Lua host from C, so that ASan and TSan watch it: Lua actors
  * spawned from a main script exchange sends and calls across both workers, wait,
  * fail, hit their memory cap and CPU budget, and every allocation made through the
- * Lua allocator is returned when the runtime is freed. */
+ * Lua allocator is returned when the runtime is freed. The runtime's cache of
+ * compiled actor scripts (chunks.c) is checked through its counters: used by later
+ * spawns, refreshed when a file changes, bounded, never used by scripts' own
+ * loadfile/dofile/require, freed with the runtime. */
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "chunks.h"
 #include "lactor.h"
 
 static char dir[64];
@@ -55,8 +62,21 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-/* Runs code as the main actor of a fresh runtime; returns whether it succeeded. */
-static int run_main(const char *code, int workers)
+/* Writes name with an mtime long past (a file modified within the last second is not
+ * cached: chunks.c). */
+static void write_old_file(const char *name, const char *text, time_t mtime)
+{
+    write_file(name, text);
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct timespec times[2] = { { 0, UTIME_OMIT }, { mtime, 0 } };
+    assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
+/* Runs code as the main actor of a fresh runtime (unsafe: with io and os.execute);
+ * returns whether it succeeded. *chunks (if not NULL) gets the counters of the
+ * runtime's chunk cache as the runtime ends. */
+static int run_main_ex(const char *code, int workers, bool unsafe, tr_chunks_stats *chunks)
 {
     tr_runtime *rt = th_runtime(workers);
     char path[256];
@@ -69,6 +89,7 @@ static int run_main(const char *code, int workers)
     req.vm.lua_path = path;
     req.vm.budget_ms = UINT64_MAX;
     req.vm.child_budget_ms = 1000;
+    req.vm.unsafe = unsafe;
     tr_lua_main_result result = { .stop_deadline_ms = 5000 };
     tr_lua_main_watch(&result);
     tr_pid pid;
@@ -77,11 +98,18 @@ static int run_main(const char *code, int workers)
         fail_msg("spawn: %s", req.err);
     assert_int_equal(tr_send(rt, pid, TR_LUA_TAG_START, NULL, 0), 0);
     assert_int_equal(tr_runtime_wait(rt), 0);   /* the main actor stops the runtime */
+    if (chunks)
+        tr_chunks_stats_get(rt, chunks);
     tr_runtime_free(rt);
     tr_lua_main_watch(NULL);
-    assert_int_equal(tr_alloc_live(), 0);
+    assert_int_equal(tr_alloc_live(), 0);   /* the chunk cache included */
     tr_alloc_track(0);
     return result.done && result.ok;
+}
+
+static int run_main(const char *code, int workers)
+{
+    return run_main_ex(code, workers, false, NULL);
 }
 
 static void test_messages_and_calls(void **state)
@@ -143,6 +171,160 @@ static void test_failure_is_reported(void **state)
                           "assert(actor.spawn('no_such_module'))\n", 2));
 }
 
+/* ---- the chunk cache (chunks.c) ---- */
+
+#define OLD_MTIME ((time_t)1600000000)
+
+static void test_chunk_cache_serves_later_spawns(void **state)
+{
+    (void)state;
+    write_old_file("cached.lua", "return { handle = function(s, m) return m end }\n", OLD_MTIME);
+    tr_chunks_stats st;
+    assert_true(run_main_ex(
+        "local actor = require 'troupe.actor'\n"
+        "for i = 1, 20 do\n"
+        "  local p = assert(actor.spawn('cached'))\n"
+        "  assert(actor.call(p, i) == i)\n"
+        "end\n", 2, false, &st));
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.hits, 19);
+    assert_int_equal(st.stores, 1);
+    assert_int_equal(st.entries, 1);
+    assert_true(st.bytes > 0);
+}
+
+static void test_chunk_cache_compiles_an_edited_file(void **state)
+{
+    (void)state;
+    write_old_file("edited.lua", "return { handle = function() return 'v1' end }\n", OLD_MTIME);
+    char code[2048];
+    snprintf(code, sizeof code,
+        "local actor = require 'troupe.actor'\n"
+        "local path = '%s/edited.lua'\n"
+        "local function says() return actor.call(assert(actor.spawn(path)), 'x') end\n"
+        "local function write(text, mtime)\n"
+        "  local f = assert(io.open(path, 'w')) f:write(text) f:close()\n"
+        "  if mtime then assert(os.execute(('touch -m -d @%%d %%q'):format(mtime, path))) end\n"
+        "end\n"
+        "assert(says() == 'v1') assert(says() == 'v1')\n"
+        /* the same size, another old mtime: compiled again, then cached */
+        "write(\"return { handle = function() return 'v2' end }\\n\", %lld)\n"
+        "assert(says() == 'v2') assert(says() == 'v2')\n"
+        /* just written: compiled on every spawn until it is a second old */
+        "write(\"return { handle = function() return 'v3' end }\\n\")\n"
+        "assert(says() == 'v3') assert(says() == 'v3')\n",
+        dir, (long long)OLD_MTIME + 100);
+    tr_chunks_stats st;
+    assert_true(run_main_ex(code, 2, true, &st));
+    assert_int_equal(st.hits, 2);         /* v1 and v2, once each */
+    assert_int_equal(st.misses, 4);       /* v1, v2, v3 twice */
+    assert_int_equal(st.stores, 2);       /* v1, v2 */
+    assert_int_equal(st.evictions, 2);    /* v1 and v2, stale */
+    assert_int_equal(st.entries, 0);
+}
+
+static void test_chunk_cache_keeps_error_lines(void **state)
+{
+    (void)state;
+    write_old_file("broken.lua", "return {\n  handle = function() end\n  this is not lua\n}\n",
+                   OLD_MTIME);
+    write_old_file("failing.lua",
+                   "return {\n  handle = function(_, m)\n\n    error('boom ' .. m)\n  end,\n}\n",
+                   OLD_MTIME);
+    tr_chunks_stats st;
+    assert_true(run_main_ex(
+        "local actor = require 'troupe.actor'\n"
+        "for i = 1, 3 do\n"
+        "  local p, err = actor.spawn('broken')\n"
+        "  assert(p == nil and err:find('broken.lua:3:', 1, true), err)\n"
+        "  local v, err2 = actor.call(assert(actor.spawn('failing')), i)\n"
+        "  assert(v == nil and err2:find('failing.lua:4: boom ' .. i, 1, true), err2)\n"
+        "end\n", 2, false, &st));
+    assert_int_equal(st.hits, 2);         /* failing.lua; broken.lua is never stored */
+    assert_int_equal(st.stores, 1);
+    assert_int_equal(st.entries, 1);
+}
+
+/* Scripts' own loadfile, dofile and require compile the text: the cache is for
+ * actor scripts only, and its bytes reach no script. */
+static void test_chunk_cache_not_for_scripts(void **state)
+{
+    (void)state;
+    write_old_file("shared.lua", "return { handle = function() return 42 end }\n", OLD_MTIME);
+    char code[1024];
+    snprintf(code, sizeof code,
+        "local actor = require 'troupe.actor'\n"
+        "local path = '%s/shared.lua'\n"
+        "assert(actor.call(assert(actor.spawn(path)), 'x') == 42)\n"
+        "assert(actor.call(assert(actor.spawn(path)), 'x') == 42)\n"
+        "for _ = 1, 3 do\n"
+        "  assert(loadfile(path)().handle() == 42)\n"
+        "  assert(dofile(path).handle() == 42)\n"
+        "  package.loaded.shared = nil\n"
+        "  assert(require('shared').handle() == 42)\n"
+        "end\n"
+        "assert(load(string.dump(loadfile(path))) == nil)\n", dir);
+    tr_chunks_stats st;
+    assert_true(run_main_ex(code, 2, false, &st));
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.hits, 1);
+}
+
+static void test_chunk_cache_is_bounded(void **state)
+{
+    (void)state;
+    char name[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "gen_%d.lua", i);
+        write_old_file(name, "return { handle = function(s, m) return m end }\n", OLD_MTIME);
+    }
+    tr_chunks_stats st;
+    assert_true(run_main_ex(
+        "local actor = require 'troupe.actor'\n"
+        "for i = 0, 299 do\n"
+        "  local p = assert(actor.spawn('gen_' .. i))\n"
+        "  actor.kill(p, 'kill')\n"
+        "end\n"
+        "assert(actor.spawn('gen_299'))\n"      /* still there: a hit */
+        "assert(actor.spawn('gen_0'))\n", 2, false, &st));   /* dropped long ago */
+    assert_int_equal(st.stores, 301);
+    assert_int_equal(st.entries, 256);
+    assert_int_equal(st.evictions, 45);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 301);
+}
+
+/* Two actors on two workers spawn from one file at once (TSan watches the cache). */
+static void test_chunk_cache_across_workers(void **state)
+{
+    (void)state;
+    write_old_file("many.lua", "return { handle = function(s, m) return m end }\n", OLD_MTIME);
+    write_old_file("spawner_c.lua",
+                   "local actor = require 'troupe.actor'\n"
+                   "return {\n"
+                   "  handle = function(s, msg)\n"
+                   "    if msg == 'count' then return s.n end\n"
+                   "    s.n = 0\n"
+                   "    for _ = 1, msg.n do\n"
+                   "      actor.kill(assert(actor.spawn(msg.script)), 'kill')\n"
+                   "      s.n = s.n + 1\n"
+                   "    end\n"
+                   "  end,\n"
+                   "}\n", OLD_MTIME);
+    tr_chunks_stats st;
+    assert_true(run_main_ex(
+        "local actor = require 'troupe.actor'\n"
+        "local a = assert(actor.spawn('spawner_c', nil, { worker = 0 }))\n"
+        "local b = assert(actor.spawn('spawner_c', nil, { worker = 1 }))\n"
+        "assert(actor.send(a, { n = 100, script = 'many' }))\n"
+        "assert(actor.send(b, { n = 100, script = 'many' }))\n"
+        "assert(actor.call(a, 'count') == 100)\n"
+        "assert(actor.call(b, 'count') == 100)\n", 2, false, &st));
+    assert_int_equal(st.hits + st.misses, 202);
+    assert_true(st.hits >= 198);
+    assert_int_equal(st.entries, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +332,12 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_many_pairs_across_workers),
         cmocka_unit_test(test_failure_is_reported),
+        cmocka_unit_test(test_chunk_cache_serves_later_spawns),
+        cmocka_unit_test(test_chunk_cache_compiles_an_edited_file),
+        cmocka_unit_test(test_chunk_cache_keeps_error_lines),
+        cmocka_unit_test(test_chunk_cache_not_for_scripts),
+        cmocka_unit_test(test_chunk_cache_is_bounded),
+        cmocka_unit_test(test_chunk_cache_across_workers),
     };
     return cmocka_run_group_tests_name("lua", tests, setup, teardown);
 }
