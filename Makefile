@@ -37,7 +37,7 @@ WARN := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
         -Wpointer-arith -Wcast-align -Wwrite-strings -Wformat=2 -Wundef \
         -Wvla -Wnull-dereference -Wimplicit-fallthrough -Werror=implicit-function-declaration
 
-PKGS     := libuv lua5.4 hiredis
+PKGS     := libuv lua5.4 hiredis libpq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -60,13 +60,15 @@ CORE_SRC := runtime/core/error.c runtime/core/alloc.c runtime/core/runtime.c \
 LUA_SRC  := runtime/lua/codec.c runtime/lua/vm.c runtime/lua/chunks.c runtime/lua/lactor.c bindings/actor.c bindings/json.c bindings/json_encode.c bindings/json_decode.c
 HTTP_SRC := runtime/http/server.c runtime/http/conn.c runtime/http/response.c \
             runtime/http/control.c bindings/http.c
-STORE_SRC := runtime/store/redis.c runtime/store/redis_sub.c bindings/redis.c
+STORE_SRC := runtime/store/redis.c runtime/store/redis_conn.c runtime/store/redis_sub.c bindings/redis.c
+STORE_SRC += runtime/store/pg.c runtime/store/pg_pool.c runtime/store/pg_conn.c \
+             bindings/pg.c bindings/pg_value.c
 ACTORS_SRC := actors/supervisor.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(HTTP_SRC) $(STORE_SRC) $(ACTORS_SRC)
 LLHTTP_OBJ := $(B)/obj/llhttp/llhttp.o $(B)/obj/llhttp/api.o $(B)/obj/llhttp/http.o
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/obj/%.o) $(LLHTTP_OBJ)
 
-UNIT_TESTS := error alloc mailbox actor scheduler call link timer supervisor runtime registry codec lua json
+UNIT_TESTS := error alloc mailbox actor scheduler call link timer supervisor runtime registry codec lua json pg
 UNIT_BINS  := $(UNIT_TESTS:%=$(B)/tests/test_%)
 
 .PHONY: all test unit check-san run run-embed bench bench-actors install clean deps embed services-test fuzz
@@ -97,7 +99,7 @@ $(B)/troupe.pc: Makefile
 	@mkdir -p $(B)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: troupe' 'Description: actor runtime with Lua handlers' 'Version: 0.1.0' \
-	  'Requires.private: libuv lua5.4 hiredis' 'Libs: -L$${libdir} -ltroupe' 'Libs.private: -pthread -lm' \
+	  'Requires.private: libuv lua5.4 hiredis libpq' 'Libs: -L$${libdir} -ltroupe' 'Libs.private: -pthread -lm' \
 	  'Cflags: -I$${includedir}' > $@
 
 # ---- tests -------------------------------------------------------------------

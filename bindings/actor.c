@@ -14,6 +14,7 @@
 #include "lactor.h"
 
 int luaopen_troupe_redis(lua_State *L);   /* bindings/redis.c */
+int luaopen_troupe_pg(lua_State *L);      /* bindings/pg.c */
 
 /* The actor this state belongs to. The module's functions are light C functions
  * (no upvalue: nothing allocated per actor for them), so it comes from the
@@ -630,6 +631,8 @@ void tr_lua_preload(lua_State *L)
     lua_setfield(L, -2, "troupe.http");
     lua_pushcfunction(L, luaopen_troupe_redis);
     lua_setfield(L, -2, "troupe.redis");
+    lua_pushcfunction(L, luaopen_troupe_pg);
+    lua_setfield(L, -2, "troupe.pg");
     lua_pop(L, 1);
     lua_pushlightuserdata(L, NULL);
     lua_createtable(L, 0, 2);

@@ -229,6 +229,13 @@ static int serve(tr_runtime *rt, const char *script, char *err, size_t errlen)
     return 0;
 }
 
+/* The graceful stop's thread is joined before the runtime is freed: tr_runtime_stop
+ * walks the actor table, and the last actor may exit (so main frees the table)
+ * before that walk is over. */
+static pthread_mutex_t the_stopper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t the_stopper;
+static int the_stopper_joinable;
+
 /* Graceful shutdown: the server stops accepting and finishes the requests in
  * flight, then every actor stops (terminate runs), within the deadline. */
 static void *graceful_stop(void *arg)
@@ -259,11 +266,12 @@ static void *signal_thread(void *arg)
         if (++count > 1)
             _exit(130);
         fprintf(stderr, "troupe: stopping (signal %d; again to exit at once)\n", sig);
-        pthread_t t;
-        if (pthread_create(&t, NULL, graceful_stop, NULL) == 0)
-            pthread_detach(t);
+        pthread_mutex_lock(&the_stopper_lock);
+        if (pthread_create(&the_stopper, NULL, graceful_stop, NULL) == 0)
+            the_stopper_joinable = 1;
         else
             tr_runtime_stop(the_rt, the_deadline_ms);
+        pthread_mutex_unlock(&the_stopper_lock);
     }
     return NULL;
 }
@@ -458,6 +466,11 @@ int main(int argc, char **argv)
     tr_buf_free(&args);
     tr_send(the_rt, main_pid, TR_LUA_TAG_START, NULL, 0);
     tr_runtime_run(the_rt);
+    pthread_mutex_lock(&the_stopper_lock);
+    if (the_stopper_joinable)
+        pthread_join(the_stopper, NULL);
+    the_stopper_joinable = 0;
+    pthread_mutex_unlock(&the_stopper_lock);
     tr_control_stop();
     tr_runtime_free(the_rt);
     return result.done && result.ok ? 0 : 1;

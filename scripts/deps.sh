@@ -9,10 +9,16 @@ set -eu
 
 packages="build-essential pkg-config liblua5.4-dev libuv1-dev node-llhttp libpq-dev
 libhiredis-dev libjansson-dev libssl-dev libsodium-dev libcmocka-dev lua-busted
-postgresql redis-server redis-tools procps clang libclang-rt-14-dev"
+postgresql redis-server redis-tools procps clang libclang-rt-14-dev python3 curl"
 for arg in "$@"; do
     case $arg in
-        bench) packages="$packages erlang-base wrk" ;;
+        # The peers of make bench: Erlang/OTP (bench-actors); wrk, curl, and nginx with
+        # lua-nginx-module (LuaJIT) and cjson for LuaJIT/5.1 (bench-http). Node.js 20 is on
+        # the machine; where node is missing, Debian 12's nodejs (18) stands in for it.
+        bench)
+            packages="$packages erlang-base wrk curl nginx libnginx-mod-http-lua lua-cjson"
+            command -v node > /dev/null 2>&1 || packages="$packages nodejs"
+            ;;
         *) packages="$packages $arg" ;;
     esac
 done

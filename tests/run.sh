@@ -2,8 +2,10 @@
 # The test driver behind `make test` and `make check-san`.
 #   tests/run.sh BUILD_DIR            unit binaries BUILD_DIR/tests/test_*, the busted
 #                                     specs (BUILD_DIR/troupe test tests/spec), every
-#                                     tests/integration/*.sh, then the embed example
-#   tests/run.sh --san DIR1 DIR2 ...  unit binaries and the specs, for each sanitizer build
+#                                     tests/integration/*.sh, tests/integration/http.py,
+#                                     then the embed example
+#   tests/run.sh --san DIR1 DIR2 ...  unit binaries, the specs and http.py, for each
+#                                     sanitizer build
 # Every suite's output stays visible (CI logs need it). The last line is exactly
 # `N passed, N failed`; the exit status is 1 when something failed or nothing ran.
 #
@@ -192,6 +194,68 @@ run_integration() {
     [ "$found" -eq 1 ] || echo "(no tests/integration/*.sh)"
 }
 
+# ---- (c2) the HTTP server against real clients (tests/integration/http.py) --------
+
+HTTP_TIMEOUT=${TROUPE_HTTP_TIMEOUT:-300}   # seconds for the whole HTTP suite
+
+# Runs tests/integration/http.py against ABS_BUILD_DIR/troupe (each test group starts
+# its own server on a free port; under --san the sanitizer build's troupe, and a
+# sanitizer report from a server is a failure). Counted like an integration script:
+# its `N passed, N failed` line, one failure more for a non-zero exit without a
+# counted failure, one failure when there is no such line.
+run_http() {
+    local abs=$1 log=$logs/http.$RANDOM.log rc=0 last p f
+    header "http: tests/integration/http.py ($abs/troupe)"
+    if ! command -v python3 > /dev/null 2>&1; then
+        echo "!!! python3 is not installed (scripts/deps.sh installs it)"
+        add "http ($abs)" 0 1
+        return 0
+    fi
+    run_logged "$log" "$HTTP_TIMEOUT" python3 tests/integration/http.py "$abs" || rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$last" ]; then
+        p=${last%% *}
+        f=${last#*, }; f=${f%% *}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!!! http.py: $(why "$rc") although it reported no failure"
+            f=1
+        fi
+    else
+        echo "!!! http.py: $(why "$rc") without a summary line"
+        p=0; f=1
+    fi
+    printf -- '--- http: %d passed, %d failed\n' "$p" "$f"
+    add "http ($abs)" "$p" "$f"
+}
+
+# ---- (c3) hot reload and graceful shutdown (tests/integration/reload.py) ----------
+
+RELOAD_TIMEOUT=${TROUPE_RELOAD_TIMEOUT:-300}   # seconds for the whole reload suite
+
+# Runs tests/integration/reload.py against ABS_BUILD_DIR/troupe (each test starts its
+# own server and rewrites its app in a temp dir). Counted like http.py: its
+# `N passed, N failed` line, one failure more for a non-zero exit without a counted
+# failure, one failure when there is no such line.
+run_reload() {
+    local abs=$1 log=$logs/reload.$RANDOM.log rc=0 last p f
+    header "reload: tests/integration/reload.py ($abs/troupe)"
+    run_logged "$log" "$RELOAD_TIMEOUT" python3 tests/integration/reload.py "$abs" || rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$last" ]; then
+        p=${last%% *}
+        f=${last#*, }; f=${f%% *}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!!! reload.py: $(why "$rc") although it reported no failure"
+            f=1
+        fi
+    else
+        echo "!!! reload.py: $(why "$rc") without a summary line"
+        p=0; f=1
+    fi
+    printf -- '--- reload: %d passed, %d failed\n' "$p" "$f"
+    add "reload ($abs)" "$p" "$f"
+}
+
 # ---- (d) the embed example, built against the installed library -----------------
 
 run_embed() {
@@ -237,21 +301,25 @@ usage() {
     exit 2
 }
 
-# ---- (e) the codec decoder under libFuzzer (make fuzz; skipped without clang) -------
+# ---- (e) the decoders under libFuzzer (make fuzz; skipped without clang) ----------
+# Each harness's `fuzz: NAME ok` line is a pass, each `fuzz: NAME FAILED` a failure.
 run_fuzz() {
-    local log=$logs/fuzz.log rc
-    header "fuzz: codec (FUZZ_SECONDS=${FUZZ_SECONDS:-60})"
+    local log=$logs/fuzz.log rc ok bad
+    header "fuzz: make fuzz (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per harness)"
     set +e
     make --no-print-directory fuzz < /dev/null 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
+    ok=$(count '^fuzz: [a-z_]+ ok' "$log")
+    bad=$(count '^fuzz: [a-z_]+ FAILED' "$log")
     if [ "$rc" -eq 0 ] && grep -q '^fuzz: skipped' "$log"; then
         echo "--- fuzz: skipped (no clang)"
-    elif [ "$rc" -eq 0 ] && grep -q '^fuzz: codec ok' "$log"; then
-        add "fuzz (codec)" 1 0
+    elif [ "$rc" -eq 0 ] && [ "$ok" -gt 0 ] && [ "$bad" -eq 0 ]; then
+        add "fuzz" "$ok" 0
     else
         echo "!!! make fuzz: $(why "$rc")"
-        add "fuzz (codec)" 0 1
+        [ "$bad" -gt 0 ] || bad=1
+        add "fuzz" "$ok" "$bad"
     fi
 }
 
@@ -270,6 +338,10 @@ if [ "$1" = --san ]; then
             run_unit_dir "${dir%/}"
             # The Lua host under the same sanitizer, through the busted specs.
             [ -x "$dir/troupe" ] && run_spec "$(cd "$dir" && pwd)"
+            # The HTTP server under the same sanitizer, against real clients.
+            [ -x "$dir/troupe" ] && run_http "$(cd "$dir" && pwd)"
+            # Hot reload and graceful shutdown under the same sanitizer.
+            [ -x "$dir/troupe" ] && run_reload "$(cd "$dir" && pwd)"
         else
             header "unit: $dir"
             echo "!!! no build directory $dir"
@@ -292,6 +364,8 @@ else
         run_unit_dir "$abs"
         run_spec "$abs"
         run_integration
+        run_http "$abs"
+        run_reload "$abs"
         run_embed "$b" "$abs"
         run_fuzz
     fi

@@ -767,8 +767,11 @@ int tr_http_start(tr_runtime *rt, const tr_http_opts *opts, char *err, size_t er
         return TR_EEXIST;
     }
 
-    /* From here srv belongs to the runtime (freed with it). */
+    /* From here srv belongs to the runtime (freed with it). Under srv->lock like a
+     * reload: a SIGHUP or tr_http_status may reach srv from now on. */
+    pthread_mutex_lock(&srv->lock);
     int rc = spawn_generation(srv, err, errlen);
+    pthread_mutex_unlock(&srv->lock);
     if (rc < 0)
         for (int i = 0; i < srv->n; i++)
             close_listener(&srv->w[i]);
