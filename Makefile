@@ -192,7 +192,7 @@ clean:
 # (FUZZ_TARGETS="json" runs one). Skipped, successfully, when clang is missing. Each
 # harness ends with a line `fuzz: NAME ok (N runs in S s)` or `fuzz: NAME FAILED ...`.
 FUZZ_CC      ?= clang
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 20
 FUZZ_TARGETS ?= codec json http
 FUZZ_CFLAGS  := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1 \
                 $(WARN) -Iruntime -Iruntime/core -Iruntime/lua -Ibindings \

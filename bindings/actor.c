@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -290,10 +291,7 @@ static int l_now(lua_State *L)
 
 static int file_exists(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f)
-        fclose(f);
-    return f != NULL;
+    return access(path, R_OK) == 0;
 }
 
 /* Resolves a script path or module name to a file and pushes the path; 0. For a
@@ -616,6 +614,10 @@ int luaopen_troupe_actor(lua_State *L)
 static int pid_tostring(lua_State *L)
 {
     tr_pid pid = tr_codec_topid(L, 1);
+    if (pid == 0) {                 /* the light userdata NULL is json.null / pg.null */
+        lua_pushliteral(L, "null");
+        return 1;
+    }
     lua_pushfstring(L, "<pid %d.%d>", (int)(uint32_t)pid, (int)(pid >> 32));
     return 1;
 }

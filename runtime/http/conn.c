@@ -266,6 +266,15 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk announcing more than the limit allows is refused before its data. */
+static int on_chunk_header(llhttp_t *p)
+{
+    tr_http_conn *c = conn_of_parser(p);
+    if (p->content_length > c->req.body_limit - c->req.body_len)
+        return refuse(c, 413, "Payload Too Large");
+    return 0;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     tr_http_conn *c = conn_of_parser(p);
@@ -287,6 +296,7 @@ static void settings_init(void)
     settings.on_header_value = on_header_value;
     settings.on_headers_complete = on_headers_complete;
     settings.on_body = on_body;
+    settings.on_chunk_header = on_chunk_header;
     settings.on_message_complete = on_message_complete;
 }
 

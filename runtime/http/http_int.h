@@ -117,6 +117,7 @@ typedef struct tr_http_server {
     pthread_mutex_t  lock;         /* reloads, one at a time; last_error */
     uint64_t         gen;          /* the newest generation started */
     uint64_t         reloads, reload_failures;
+    int              draining;     /* tr_http_drain was called (under lock) */
     char             last_error[512];
     pthread_mutex_t  vms_lock;     /* the list of every VM alive, for the status */
     tr_http_vm      *vms;

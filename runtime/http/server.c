@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -558,11 +559,17 @@ static int spawn_generation(tr_http_server *srv, char *err, size_t errlen)
     /* Until every worker serves it (not from a worker: it would wait on itself). */
     if (tr_current_worker(rt) < 0) {
         uint64_t until = now_ms() + 5000;
-        for (int i = 0; i < srv->n; i++)
+        for (int i = 0; i < srv->n; i++) {
             while (atomic_load(&srv->w[i].cur_gen) < gen && now_ms() < until) {
                 struct timespec ts = { 0, 200000 };
                 nanosleep(&ts, NULL);
             }
+            if (atomic_load(&srv->w[i].cur_gen) < gen) {
+                snprintf(err, errlen, "generation %llu was loaded but worker %d did not "
+                         "switch to it within 5 s", (unsigned long long)gen, i);
+                return TR_ETIMEDOUT;
+            }
+        }
     }
     return 0;
 }
@@ -576,7 +583,13 @@ int tr_http_reload(tr_runtime *rt, char *err, size_t errlen, uint64_t *gen)
         return TR_ESTATE;
     }
     pthread_mutex_lock(&srv->lock);
-    int rc = spawn_generation(srv, err, errlen);
+    int rc;
+    if (srv->draining) {
+        snprintf(err, errlen, "the server is shutting down");
+        rc = TR_ESTOPPED;
+    } else {
+        rc = spawn_generation(srv, err, errlen);
+    }
     srv->reloads++;
     if (rc < 0) {
         srv->reload_failures++;
@@ -593,6 +606,9 @@ int tr_http_drain(tr_runtime *rt, int deadline_ms)
     tr_http_server *srv = tr_runtime_ext(rt, TR_EXT_HTTP);
     if (srv == NULL)
         return 0;
+    pthread_mutex_lock(&srv->lock);
+    srv->draining = 1;                  /* reloads are refused from now on */
+    pthread_mutex_unlock(&srv->lock);
     /* Each worker's current VM closes its listener and idle connections. */
     for (int i = 0; i < srv->n; i++)
         tr_send(rt, (tr_pid)atomic_load(&srv->w[i].cur_pid), TAG_DRAIN, NULL, 0);
@@ -677,6 +693,11 @@ int tr_http_status(tr_runtime *rt, char *out, size_t n)
 int tr_http_start(tr_runtime *rt, const tr_http_opts *opts, char *err, size_t errlen)
 {
     err[0] = '\0';
+    /* A client gone mid-write must be an EPIPE, not the death of the process: the
+     * default SIGPIPE action is changed, a handler the embedder set is kept. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     if (tr_runtime_ext(rt, TR_EXT_HTTP)) {
         snprintf(err, errlen, "an HTTP server already runs");
         return TR_EEXIST;
