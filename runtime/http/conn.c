@@ -39,6 +39,7 @@ static int head_grow(tr_http_conn *c, size_t n)
 }
 
 static void timer_arm(tr_http_conn *c, uint32_t ms);
+static void timer_clear(tr_http_conn *c);
 
 /* ---- obs-fold ----
  * A header line that begins with SP or HT continues the previous one (obs-fold, RFC
@@ -249,7 +250,7 @@ static int on_headers_complete(llhttp_t *p)
         if (expect && p->http_minor >= 1)
             write_continue(c);
     } else {
-        uv_timer_stop(&c->timer);
+        timer_clear(c);
     }
     return 0;
 }
@@ -280,7 +281,7 @@ static int on_message_complete(llhttp_t *p)
     tr_http_conn *c = conn_of_parser(p);
     c->req.keep_alive = (uint8_t)llhttp_should_keep_alive(p);
     c->in_fields = 0;                          /* after trailers */
-    uv_timer_stop(&c->timer);
+    timer_clear(c);
     return HPE_PAUSED;
 }
 
@@ -350,6 +351,15 @@ static void on_timer(uv_timer_t *t)
         tr__http_conn_close(c);
         return;
     }
+    if (c->deadline == 0)
+        return;                     /* the wait it was set for is over */
+    uint64_t now = uv_now(t->loop);
+    if (now < c->deadline) {        /* set for an earlier deadline: wait the rest */
+        c->timer_due = c->deadline;
+        uv_timer_start(t, on_timer, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = 0;
     if (c->busy || c->closing)
         return;
     if (c->req.state == TR__RQ_PARSING) {
@@ -361,9 +371,23 @@ static void on_timer(uv_timer_t *t)
     tr__http_conn_close(c);         /* idle keep-alive connection */
 }
 
+/* Deadlines are lazy: c->deadline is when the current wait ends (0: none). The uv
+ * timer is only moved when a deadline comes sooner than the timer is due; one that
+ * fires early waits again for the rest. So setting and clearing a deadline, which
+ * every request does three times, costs no timer call. */
 static void timer_arm(tr_http_conn *c, uint32_t ms)
 {
-    uv_timer_start(&c->timer, on_timer, ms, 0);
+    uint64_t due = uv_now(c->timer.loop) + ms;
+    c->deadline = due;
+    if (!uv_is_active((uv_handle_t *)&c->timer) || c->timer_due > due) {
+        c->timer_due = due;
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+    }
+}
+
+static void timer_clear(tr_http_conn *c)
+{
+    c->deadline = 0;
 }
 
 /* ---- lingering close ----
@@ -400,6 +424,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
         tr__http_conn_close(c);
         return;
     }
+    c->deadline = 0;
     uv_timer_start(&c->timer, on_timer, 2000, 0);
 }
 

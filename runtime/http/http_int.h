@@ -69,6 +69,8 @@ typedef struct tr_http_conn {
     uint8_t          linger;       /* 1: close slowly after the output; 2: doing so */
     uint8_t          eof;          /* the client half-closed: answer what it sent, close */
     uv_shutdown_t    sreq;
+    uint64_t         deadline;     /* uv_now time the current wait ends; 0: none */
+    uint64_t         timer_due;    /* when the uv timer was last set to fire */
     int              err_status;   /* set by a parser callback that refuses */
     llhttp_t         parser;
     const char      *exec_start;   /* obs-fold check (conn.c, fold_check): the input */

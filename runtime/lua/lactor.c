@@ -865,6 +865,10 @@ static int lua_init_protected(lua_State *L)
         lua_pop(L, 1);
         lua_newtable(L);
         la->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        /* A handler VM makes short-lived garbage per request around a long-lived
+         * app: the generational collector's case. */
+        if (getenv("TROUPE_GC_INC") == NULL)
+            lua_gc(L, LUA_GCGEN, 0, 0);
         return 0;
     }
     lua_call(L, 0, 1);                            /* req args mod */
