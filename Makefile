@@ -144,7 +144,7 @@ run-embed: embed
 $(B)/bench_actors: bench/actors.c $(B)/libtroupe.a
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(B)/libtroupe.a $(LIBS)
 
-bench: bench-actors bench-http bench-reload
+bench: bench-actors bench-http bench-db bench-reload
 
 bench-actors: all $(B)/bench_actors
 	@scripts/deps.sh bench
@@ -155,6 +155,13 @@ bench-actors: all $(B)/bench_actors
 bench-http: all
 	@scripts/deps.sh bench
 	@bench/http.sh $(B)
+
+# the database routes of examples/techempower beside Node.js (fastify + pg) and pgbench
+# (bench/db.sh; starts its own Postgres)
+.PHONY: bench-db
+bench-db: all
+	@scripts/deps.sh bench
+	@bench/db.sh $(B)
 
 # hot reload: latency to every worker, throughput under a reload a second (bench/reload.sh)
 .PHONY: bench-reload

@@ -15,9 +15,12 @@ for arg in "$@"; do
         # The peers of make bench: Erlang/OTP (bench-actors); wrk, curl, and nginx with
         # lua-nginx-module (LuaJIT) and cjson for LuaJIT/5.1 (bench-http). Node.js 20 is on
         # the machine; where node is missing, Debian 12's nodejs (18) stands in for it.
+        # bench-db: pgbench comes with postgresql; npm fetches bench/node/db's fastify and
+        # pg (bench/db.sh runs `npm ci` there when node_modules is missing).
         bench)
             packages="$packages erlang-base wrk curl nginx libnginx-mod-http-lua lua-cjson"
             command -v node > /dev/null 2>&1 || packages="$packages nodejs"
+            command -v npm > /dev/null 2>&1 || packages="$packages npm"
             ;;
         *) packages="$packages $arg" ;;
     esac

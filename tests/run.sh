@@ -256,6 +256,33 @@ run_reload() {
     add "reload ($abs)" "$p" "$f"
 }
 
+# ---- (c4) examples/techempower on Postgres (tests/integration/techempower.py) ------
+
+TECHEMPOWER_TIMEOUT=${TROUPE_TECHEMPOWER_TIMEOUT:-300}   # seconds for the whole suite
+
+# Runs tests/integration/techempower.py against ABS_BUILD_DIR/troupe: it loads
+# examples/techempower/schema.sql into $TROUPE_PG_URL and checks every route against
+# the TechEmpower rules. Counted like http.py.
+run_techempower() {
+    local abs=$1 log=$logs/techempower.$RANDOM.log rc=0 last p f
+    header "techempower: tests/integration/techempower.py ($abs/troupe)"
+    run_logged "$log" "$TECHEMPOWER_TIMEOUT" python3 tests/integration/techempower.py "$abs" || rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$last" ]; then
+        p=${last%% *}
+        f=${last#*, }; f=${f%% *}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!!! techempower.py: $(why "$rc") although it reported no failure"
+            f=1
+        fi
+    else
+        echo "!!! techempower.py: $(why "$rc") without a summary line"
+        p=0; f=1
+    fi
+    printf -- '--- techempower: %d passed, %d failed\n' "$p" "$f"
+    add "techempower ($abs)" "$p" "$f"
+}
+
 # ---- (d) the embed example, built against the installed library -----------------
 
 run_embed() {
@@ -366,6 +393,7 @@ else
         run_integration
         run_http "$abs"
         run_reload "$abs"
+        run_techempower "$abs"
         run_embed "$b" "$abs"
         run_fuzz
     fi
