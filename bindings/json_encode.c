@@ -15,28 +15,10 @@
 
 /* ---- buffer --------------------------------------------------------------------- */
 
-/* The slow path of reserve: doubles the capacity until n more bytes fit. */
-static __attribute__((noinline)) int buf_grow(tr_buf *b, size_t n)
-{
-    if (n > SIZE_MAX / 2 - b->len)
-        return TR_ENOMEM;
-    size_t need = b->len + n;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap *= 2;
-    char *p = tr_realloc(b->data, cap);
-    if (p == NULL)
-        return TR_ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
+/* tr_buf_reserve / tr_buf_grow (codec.h) make room; the hot path stays inline. */
 static inline int reserve(tr_buf *b, size_t n)
 {
-    if (likely(b->cap - b->len >= n))
-        return 0;
-    return buf_grow(b, n);
+    return tr_buf_reserve(b, n);
 }
 
 /* ---- encoder -------------------------------------------------------------------- */
@@ -84,7 +66,7 @@ static int enc_string(tr_buf *b, const char *s, size_t n)
         size_t at = (size_t)(o - b->data);
         if (b->cap - at < n - i + 7) {
             b->len = at;
-            if (buf_grow(b, n - i + 7))
+            if (tr_buf_grow(b, n - i + 7))
                 return TR_ENOMEM;
             o = b->data + at;
         }

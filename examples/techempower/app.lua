@@ -9,8 +9,9 @@
 local app = require("troupe.app").new()
 local pg = require "troupe.pg"
 
-local random, floor, tonumber, type, error = math.random, math.floor, tonumber, type, error
-local concat, sort, gsub = table.concat, table.sort, string.gsub
+local random, floor, tonumber, type, error, pairs =
+  math.random, math.floor, tonumber, type, error, pairs
+local concat, sort, find, gsub = table.concat, table.sort, string.find, string.gsub
 
 local WORLD = "SELECT id, randomnumber FROM world WHERE id = $1"
 local FORTUNES = "SELECT id, message FROM fortune"
@@ -67,16 +68,15 @@ end)
 local ESCAPES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;",
                   ["'"] = "&#39;" }
 local function escape(s)
+  if not find(s, "[&<>\"']") then return s end       -- most messages: no new string
   return (gsub(s, "[&<>\"']", ESCAPES))
 end
 
 local function by_message(a, b) return a.message < b.message end
 
 app:get("/fortunes", function(req, res)
-  local rows, err = pg.query(FORTUNES)
-  if rows == nil then error(err, 0) end
-  local fortunes = {}
-  for i = 1, #rows do fortunes[i] = rows[i] end
+  local fortunes, err = pg.query(FORTUNES)
+  if fortunes == nil then error(err, 0) end
   fortunes[#fortunes + 1] = { id = 0, message = "Additional fortune added at request time." }
   sort(fortunes, by_message)
   local out, k = { "<!DOCTYPE html><html><head><title>Fortunes</title></head><body>" ..

@@ -158,11 +158,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
-static int name_is(const tr_http_req *r, const tr__hdr *h, const char *lower, size_t n)
+/* Whether s[0..n) equals the lowercase lower[0..len), ignoring ASCII case. */
+static int lower_eq(const char *s, size_t n, const char *lower, size_t len)
 {
-    if (h->nl != n)
+    if (n != len)
         return 0;
-    const char *s = r->arena.data + h->no;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         if (ch >= 'A' && ch <= 'Z')
@@ -173,19 +173,14 @@ static int name_is(const tr_http_req *r, const tr__hdr *h, const char *lower, si
     return 1;
 }
 
+static int name_is(const tr_http_req *r, const tr__hdr *h, const char *lower, size_t n)
+{
+    return lower_eq(r->arena.data + h->no, h->nl, lower, n);
+}
+
 static int value_is(const tr_http_req *r, const tr__hdr *h, const char *lower, size_t n)
 {
-    if (h->vl != n)
-        return 0;
-    const char *s = r->arena.data + h->vo;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (char)(ch + 32);
-        if (ch != lower[i])
-            return 0;
-    }
-    return 1;
+    return lower_eq(r->arena.data + h->vo, h->vl, lower, n);
 }
 
 /* A request id the client chose is echoed when it is short and plain. */
