@@ -6,6 +6,9 @@
  *   rows[1].name; #rows; rows.affected; rows.command
  *   pg.query{ text = "SELECT pg_sleep($1)", values = { 5 }, timeout = 0.1 }
  *   local row = pg.query_one("SELECT ...", ...)          -- the first row, or nil
+ *   local all = pg.batch{ { "SELECT ... $1", 7 }, "SELECT ...", { text =, values = } }
+ *       -- every query sent at once (pipelined), like Promise.all: all[i] is the rows
+ *       -- of query i; or nil, err for the first that failed (err.index = i)
  *   pg.transaction(function(tx) tx:query(...) ... end)   -- commit on return
  *   pg.transaction({ isolation = "serializable" }, fn, ...)
  *   pg.null; pg.configure{ max = 4, ... }; pg.config(); pg.stats(); pg.slow_queries()
@@ -22,6 +25,7 @@
  * function use it) and the 503.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -279,6 +283,244 @@ static int do_query(lua_State *L, int kind)
 static int l_query(lua_State *L)     { return do_query(L, W_ROWS); }
 static int l_query_one(lua_State *L) { return do_query(L, W_ONE); }
 
+/* ---- batches: several queries in flight at once, one wait ---- */
+
+typedef struct pg_batch pg_batch;
+
+typedef struct batch_slot {
+    pg_batch    *b;
+    PGresult    *res;
+    tr_pg_error *err;
+} batch_slot;
+
+struct pg_batch {
+    tr_lactor_result base;     /* first: tr_lactor_complete takes it */
+    tr_runtime      *rt;
+    tr_pid           pid;
+    int              n;
+    atomic_int       pending;  /* slots not done yet, + 1 while submitting */
+    batch_slot       slot[];
+};
+
+static int batch_push(lua_State *L, tr_lactor_result *r)
+{
+    pg_batch *b = (pg_batch *)r;
+    for (int i = 0; i < b->n; i++) {
+        batch_slot *s = &b->slot[i];
+        if (s->res == NULL) {
+            lua_pushnil(L);
+            tr_pg_push_error(L, s->err);    /* NULL: out of memory */
+            lua_pushinteger(L, i + 1);
+            lua_setfield(L, -2, "index");
+            return 2;
+        }
+    }
+    lua_createtable(L, b->n, 0);
+    for (int i = 0; i < b->n; i++) {
+        tr_pg_push_rows(L, b->slot[i].res, 0);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static void batch_free(tr_lactor_result *r)
+{
+    pg_batch *b = (pg_batch *)r;
+    for (int i = 0; i < b->n; i++) {
+        PQclear(b->slot[i].res);
+        tr_pg_error_free(b->slot[i].err);
+    }
+    tr_free(b);
+}
+
+static void batch_unref(pg_batch *b)
+{
+    if (atomic_fetch_sub_explicit(&b->pending, 1, memory_order_acq_rel) == 1)
+        tr_lactor_complete(b->rt, b->pid, &b->base);
+}
+
+static void on_batch_done(void *arg, PGresult *res, tr_pg_error *err)
+{
+    batch_slot *s = arg;
+    s->res = res;
+    s->err = err;
+    batch_unref(s->b);
+}
+
+/* One query of a batch, as found on the stack by batch_collect. */
+typedef struct batch_query {
+    int sql;          /* stack index of the SQL text */
+    int first, n;     /* its parameters: stack slots first .. first+n-1 */
+    int timeout_ms;
+} batch_query;
+
+/* Pushes the SQL and parameters of list[i] (a string, { sql, p1, ... } or
+ * { text =, values =, timeout = }) onto the stack and describes them in q. */
+static void batch_collect(lua_State *L, int list, int i, batch_query *q)
+{
+    int t = lua_rawgeti(L, list, i);
+    q->timeout_ms = 0;
+    q->n = 0;
+    if (t == LUA_TSTRING) {
+        q->sql = lua_gettop(L);
+        q->first = q->sql + 1;
+        return;
+    }
+    if (t != LUA_TTABLE)
+        misuse(L, "troupe.pg.batch: query %d must be a string or a table, got %s", i,
+               luaL_typename(L, -1));
+    int spec = lua_gettop(L);
+    if (lua_rawgeti(L, spec, 1) == LUA_TSTRING) {          /* { sql, p1, p2, ... } */
+        q->sql = lua_gettop(L);
+        lua_pushliteral(L, "n");
+        lua_rawget(L, spec);
+        lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) - 1
+                                             : (lua_Integer)lua_rawlen(L, spec) - 1;
+        lua_pop(L, 1);
+        if (n < 0 || n > 65535)
+            misuse(L, "troupe.pg.batch: query %d: at most 65535 parameters", i);
+        q->n = (int)n;
+        luaL_checkstack(L, q->n + 8, "too many parameters");
+        q->first = lua_gettop(L) + 1;
+        for (int k = 0; k < q->n; k++)
+            lua_rawgeti(L, spec, k + 2);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "text");
+    if (lua_rawget(L, spec) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "sql");
+        if (lua_rawget(L, spec) != LUA_TSTRING)
+            misuse(L, "troupe.pg.batch: query %d needs its SQL text ({ sql, ... } or "
+                      "{ text = sql, values = {...} })", i);
+    }
+    q->sql = lua_gettop(L);
+    lua_pushliteral(L, "timeout");
+    lua_rawget(L, spec);
+    q->timeout_ms = opt_timeout(L, -1, 0);
+    lua_pop(L, 1);
+    lua_pushliteral(L, "values");
+    int vt = lua_rawget(L, spec);
+    if (vt == LUA_TTABLE) {
+        int values = lua_gettop(L);
+        lua_pushliteral(L, "n");
+        lua_rawget(L, values);
+        lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                             : (lua_Integer)lua_rawlen(L, values);
+        lua_pop(L, 1);
+        if (n < 0 || n > 65535)
+            misuse(L, "troupe.pg.batch: query %d: at most 65535 parameters", i);
+        q->n = (int)n;
+        luaL_checkstack(L, q->n + 8, "too many parameters");
+        q->first = lua_gettop(L) + 1;
+        for (int k = 1; k <= q->n; k++)
+            lua_rawgeti(L, values, k);
+    } else if (vt != LUA_TNIL) {
+        misuse(L, "troupe.pg.batch: query %d: values must be a table", i);
+    } else {
+        q->first = lua_gettop(L) + 1;
+    }
+}
+
+/* batch(tx | nil, { query, ... }) -> { rows, ... } | nil, err (err.index: which) */
+static int l_batch(lua_State *L)
+{
+    tr_lactor *la;
+    tr_pg *pg = driver(L, &la);
+    tr_pg_conn *conn = NULL;
+    if (!lua_isnil(L, 1)) {
+        tx_handle *h = luaL_checkudata(L, 1, tx_mt);
+        if (h->conn == NULL)
+            misuse(L, "troupe.pg: this transaction is over");
+        conn = h->conn;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer count = (lua_Integer)lua_rawlen(L, 2);
+    if (count > 100000)
+        misuse(L, "troupe.pg.batch: at most 100000 queries in a batch");
+    int n = (int)count;
+    if (n == 0) {
+        lua_createtable(L, 0, 0);
+        return 1;
+    }
+    if (!lua_isyieldable(L))
+        misuse(L, "troupe.pg: cannot wait here (only in a handler or the main script, "
+                  "not in init or terminate)");
+    lua_settop(L, 2);
+    batch_query *qs = lua_newuserdatauv(L, sizeof *qs * (size_t)n, 0);
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        luaL_checkstack(L, 8, "too many queries");
+        batch_collect(L, 2, i + 1, &qs[i]);
+        size_t len;
+        const char *sql = lua_tolstring(L, qs[i].sql, &len);
+        if (memchr(sql, 0, len))
+            misuse(L, "troupe.pg.batch: query %d: the SQL text contains a zero byte", i + 1);
+        if (conn == NULL && tr_pg_tx_control(sql, len))
+            misuse(L, "troupe.pg.batch: query %d: BEGIN, COMMIT, ROLLBACK, SAVEPOINT and the "
+                      "like run only inside pg.transaction", i + 1);
+        total += qs[i].n;
+    }
+    tr_pg_param *params = lua_newuserdatauv(L, sizeof *params * (size_t)(total ? total : 1), 0);
+    /* From here until b is freed nothing may raise. */
+    tr_buf b = { 0 };
+    const char *why = NULL;
+    int rc = 0, at = 0, bad_q = 0, bad_p = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        for (int k = 0; k < qs[i].n && rc == 0; k++, at++) {
+            rc = tr_pg_param_encode(L, qs[i].first + k, &params[at], &b, &why);
+            bad_q = i + 1;
+            bad_p = k + 1;
+        }
+    pg_batch *batch = NULL;
+    if (rc == 0) {
+        tr_pg_params_fix(params, total, &b);
+        batch = tr_malloc(sizeof *batch + sizeof batch->slot[0] * (size_t)n);
+    }
+    if (rc < 0 || batch == NULL) {
+        tr_buf_free(&b);
+        if (rc == 0 || rc == TR_ENOMEM)
+            return fail_nomem(L);
+        return misuse(L, "troupe.pg.batch: query %d, parameter $%d: %s", bad_q, bad_p, why);
+    }
+    memset(batch, 0, sizeof *batch + sizeof batch->slot[0] * (size_t)n);
+    batch->base.ref = tr_lactor_new_ref();
+    batch->base.push = batch_push;
+    batch->base.free = batch_free;
+    batch->rt = tr_ctx_runtime(tr_lactor_ctx(la));
+    batch->pid = tr_self(tr_lactor_ctx(la));
+    batch->n = n;
+    atomic_init(&batch->pending, n + 1);
+    at = 0;
+    for (int i = 0; i < n; i++) {
+        batch_slot *s = &batch->slot[i];
+        s->b = batch;
+        tr_pg_query q = { 0 };
+        q.sql = lua_tolstring(L, qs[i].sql, &q.sql_len);
+        q.params = params + at;
+        q.nparams = qs[i].n;
+        q.timeout_ms = qs[i].timeout_ms;
+        at += qs[i].n;
+        rc = tr_pg_submit(pg, conn, &q, on_batch_done, s);
+        if (rc == 0)
+            continue;
+        if (i == 0 && rc != TR_ENOMEM) {
+            /* Nothing went out: the same misuse as pg.query's. */
+            tr_buf_free(&b);
+            tr_free(batch);
+            return misuse(L, "troupe.pg: not on a worker of the runtime");
+        }
+        /* Later ones can only run out of memory: this slot fails with that (the
+         * others are in flight already). */
+        batch_unref(batch);
+    }
+    tr_buf_free(&b);
+    uint64_t ref = batch->base.ref;
+    batch_unref(batch);            /* the submitting guard: may complete right here */
+    return tr_lactor_wait(L, ref);
+}
+
 /* acquire([timeout]) -> tx handle | nil, err */
 static int l_acquire(lua_State *L)
 {
@@ -467,6 +709,7 @@ static const char lua_layer[] =
     "end\n"
     "function Tx:query(...) return tx_query(self, C.query, ...) end\n"
     "function Tx:query_one(...) return tx_query(self, C.query_one, ...) end\n"
+    "function Tx:batch(list) return tx_query(self, C.batch, list) end\n"
     "\n"
     "local function returns(r)\n"
     "  if r.n == 1 then return true end\n"
@@ -553,12 +796,18 @@ static const char lua_layer[] =
     "  if tx then return tx_query(tx, C.query_one, ...) end\n"
     "  return result(C.query_one(nil, ...))\n"
     "end\n"
+    "function pg.batch(list)\n"
+    "  local tx = active[running()]\n"
+    "  if tx then return tx_query(tx, C.batch, list) end\n"
+    "  return result(C.batch(nil, list))\n"
+    "end\n"
     "pg.configure, pg.config, pg.stats, pg.slow_queries =\n"
     "  C.configure, C.config, C.stats, C.slow_queries\n"
     "return pg\n";
 
 static const luaL_Reg raw_funcs[] = {
     { "query", l_query },               { "query_one", l_query_one },
+    { "batch", l_batch },
     { "acquire", l_acquire },           { "release", l_release },
     { "error", l_error },               { "in_handler", l_in_handler },
     { "configure", l_configure },       { "config", l_config },

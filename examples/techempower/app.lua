@@ -56,11 +56,23 @@ app:get("/db", function(req, res)
 end)
 
 -- Test 3, multiple database queries: an array of N objects, one query each.
-app:get("/queries", function(req, res)
-  local n = count(req.query.queries)
+-- N random rows of `world`, one query each, all sent at once (pg.batch: the queries
+-- are pipelined, like Promise.all over a pool).
+local function world_rows(n)
+  local list = {}
+  for i = 1, n do list[i] = { WORLD, random(1, 10000) } end
+  local all, err = pg.batch(list)
+  if all == nil then error(err, 0) end
   local worlds = {}
-  for i = 1, n do worlds[i] = world_row() end
-  return res:json(worlds)
+  for i = 1, n do
+    local row = all[i][1]
+    worlds[i] = { id = row.id, randomNumber = row.randomnumber }
+  end
+  return worlds
+end
+
+app:get("/queries", function(req, res)
+  return res:json(world_rows(count(req.query.queries)))
 end)
 
 -- Test 4, fortunes: every row, one more added at request time, sorted by message,
@@ -101,9 +113,9 @@ local function sort_ids(a, b) return a < b end
 
 app:get("/updates", function(req, res)
   local n = count(req.query.queries)
-  local worlds, chosen = {}, {}
+  local worlds, chosen = world_rows(n), {}
   for i = 1, n do
-    local w = world_row()
+    local w = worlds[i]
     local r = chosen[w.id]
     if r == nil then
       r = random(1, 9999)
@@ -111,7 +123,6 @@ app:get("/updates", function(req, res)
       chosen[w.id] = r
     end
     w.randomNumber = r
-    worlds[i] = w
   end
   local ids, numbers, m = {}, {}, 0
   for id in pairs(chosen) do m = m + 1; ids[m] = id end

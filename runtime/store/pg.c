@@ -356,7 +356,7 @@ void tr__pg_finish(pg_pool *p, pg_op *op)
 
 /* First keyword of sql, past spaces and comments, is one that controls a
  * transaction: on a shared connection it would drag other queries into it. */
-static int tx_control(const char *s, size_t n)
+int tr_pg_tx_control(const char *s, size_t n)
 {
     static const char *const words[] = { "BEGIN", "START", "COMMIT", "END", "ROLLBACK",
                                          "ABORT", "SAVEPOINT", "RELEASE", NULL };
@@ -388,7 +388,7 @@ int tr_pg_submit(tr_pg *pg, tr_pg_conn *conn, const tr_pg_query *q, tr_pg_done d
 {
     if (q->nparams < 0 || q->nparams > 65535 || memchr(q->sql, 0, q->sql_len))
         return TR_EINVAL;
-    if (conn == NULL && tx_control(q->sql, q->sql_len))
+    if (conn == NULL && tr_pg_tx_control(q->sql, q->sql_len))
         return TR_EINVAL;
     pg_pool *p = NULL;
     if (conn == NULL && (p = tr__pg_pool_here(pg)) == NULL)

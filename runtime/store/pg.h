@@ -151,6 +151,11 @@ typedef void (*tr_pg_done)(void *arg, PGresult *res, tr_pg_error *err);
 int tr_pg_submit(tr_pg *pg, tr_pg_conn *conn, const tr_pg_query *q, tr_pg_done done,
                  void *arg);
 
+/* Whether sql's first keyword (past spaces and comments) controls a transaction
+ * (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE): what tr_pg_submit
+ * refuses on a pooled connection. */
+int tr_pg_tx_control(const char *sql, size_t n);
+
 /* A connection for a transaction: exclusive until tr_pg_release. conn, or err (owned
  * by the callee; both NULL: out of memory). Same threads as tr_pg_done. */
 typedef void (*tr_pg_acquired)(void *arg, tr_pg_conn *conn, tr_pg_error *err);

@@ -369,6 +369,87 @@ describe("troupe.pg", function()
     end)
   end)
 
+  describe("batch", function()
+    it("sends every query at once and returns each one's rows in order", function()
+      local list = {}
+      for i = 1, 50 do
+        list[i] = i % 2 == 0 and { "SELECT $1::int * 2 AS v, pg_backend_pid() AS pid", i }
+                  or { text = "SELECT $1::int * 2 AS v, pg_backend_pid() AS pid", values = { i } }
+      end
+      list[51] = "SELECT 'plain' AS v"
+      local before = pg.stats()
+      local all = assert(pg.batch(list))
+      assert.equal(51, #all)
+      for i = 1, 50 do
+        assert.equal(1, #all[i])
+        assert.equal(i * 2, all[i][1].v)
+      end
+      assert.equal("plain", all[51][1].v)
+      assert.equal("SELECT", all[51].command)
+      assert.is_true(pg.stats().max_inflight > 1, "the batch never had two queries in flight")
+      assert.equal(before.errors, pg.stats().errors)
+    end)
+
+    it("returns an empty table for an empty batch", function()
+      local all = pg.batch({})
+      assert.same({}, all)
+    end)
+
+    it("fails with the first failing query's error and its index; the others still run", function()
+      local tag = "batch_" .. math.random(1000000)
+      local all, err = pg.batch{
+        { "INSERT INTO " .. T .. " (name, n) VALUES ($1, 1)", tag .. "a" },
+        { "SELECT 1/0 AS x" },
+        { "SELECT * FROM no_such_table_" .. tag },
+        { "INSERT INTO " .. T .. " (name, n) VALUES ($1, 2)", tag .. "b" },
+      }
+      assert.is_nil(all)
+      assert.equal("22012", err.code)
+      assert.equal(2, err.index)
+      -- one failure does not poison the queries around it
+      local rows = q("SELECT name FROM " .. T .. " WHERE name LIKE $1 ORDER BY name", tag .. "%")
+      assert.equal(2, #rows)
+    end)
+
+    it("keeps parameters as data", function()
+      local evil = "'); DROP TABLE " .. T .. "; --"
+      local all = assert(pg.batch{ { "SELECT $1::text AS s", evil }, table.pack("SELECT $1::text AS s", nil) })
+      assert.equal(evil, all[1][1].s)
+      assert.equal(pg.null, all[2][1].s)
+      assert.truthy(q("SELECT count(*) AS c FROM " .. T)[1])
+    end)
+
+    it("runs on the transaction's connection inside pg.transaction (rolled back with it)", function()
+      local tag = "batch_tx_" .. math.random(1000000)
+      local ok, err = pcall(pg.transaction, function(tx)
+        local all = assert(pg.batch{
+          { "INSERT INTO " .. T .. " (name, n) VALUES ($1, 1)", tag },
+          { "SELECT pg_backend_pid() AS pid" },
+        })
+        local pid = tx:query_one("SELECT pg_backend_pid() AS pid").pid
+        assert.equal(pid, all[2][1].pid)
+        local again = assert(tx:batch{ { "SELECT count(*)::int AS c FROM " .. T .. " WHERE name = $1", tag } })
+        assert.equal(1, again[1][1].c)
+        error("roll back")
+      end)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("roll back"))
+      assert.equal(0, #q("SELECT 1 FROM " .. T .. " WHERE name = $1", tag))
+    end)
+
+    it("refuses bad input with a clear error", function()
+      assert.has_error(function() pg.batch("SELECT 1") end)
+      local ok, msg = pcall(pg.batch, { 42 })
+      assert.is_false(ok)
+      assert.truthy(tostring(msg):find("troupe.pg.batch: query 1 must be a string or a table, got number", 1, true), msg)
+      assert.has_error(function() pg.batch{ { values = { 1 } } } end)
+      assert.has_error(function() pg.batch{ "SELECT 1", "BEGIN" } end)
+      assert.has_error(function() pg.batch{ { "SELECT $1", function() end } } end)
+      -- nothing was sent by a refused batch
+      assert.equal(1, q("SELECT 1 AS x")[1].x)
+    end)
+  end)
+
   describe("the pool", function()
     it("times out an acquire when every connection is held (max = 1)", function()
       with_config({ max = 1, acquire_timeout = 0.2 }, function()
