@@ -577,6 +577,7 @@ static const struct { const char *key; size_t off; int seconds; } cfg_keys[] = {
     { "statement_timeout", offsetof(tr_pg_config, statement_timeout_ms), 1 },
     { "slow_threshold", offsetof(tr_pg_config, slow_ms), 1 },
     { "pipeline", offsetof(tr_pg_config, pipeline_depth), 0 },
+    { "busy_after", offsetof(tr_pg_config, busy_after_ms), 1 },
 };
 #define NKEYS (sizeof cfg_keys / sizeof *cfg_keys)
 

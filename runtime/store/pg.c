@@ -33,6 +33,7 @@ void tr_pg_config_init(tr_pg_config *cfg)
     cfg->idle_timeout_ms = 10000;
     cfg->slow_ms = 1000;
     cfg->pipeline_depth = 64;
+    cfg->busy_after_ms = 10;
 }
 
 static void env_int(const char *name, int *out)
@@ -61,6 +62,7 @@ void tr_pg_config_env(tr_pg_config *cfg)
     env_int("TROUPE_PG_STATEMENT_TIMEOUT_MS", &cfg->statement_timeout_ms);
     env_int("TROUPE_PG_SLOW_MS", &cfg->slow_ms);
     env_int("TROUPE_PG_PIPELINE", &cfg->pipeline_depth);
+    env_int("TROUPE_PG_BUSY_AFTER_MS", &cfg->busy_after_ms);
     if (cfg->max < 1)
         cfg->max = 1;
     if (cfg->min > cfg->max)

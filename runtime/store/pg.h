@@ -49,6 +49,11 @@ typedef struct tr_pg_config {
     int statement_timeout_ms;   /* server-side statement_timeout of the sessions (0: none) */
     int slow_ms;                /* queries at least this slow go to the slow log (1000) */
     int pipeline_depth;         /* queries in flight per connection (64) */
+    int busy_after_ms;          /* a connection whose queries made no progress for this
+                                   long counts as busy: new queries go to the others,
+                                   and the pool grows (up to max) only when every one
+                                   is busy or full (10; 0: busy as soon as it has a
+                                   query in flight, the classic one-query pool) */
 } tr_pg_config;
 
 /* Fills cfg with the defaults (url NULL). */
@@ -57,7 +62,8 @@ void tr_pg_config_init(tr_pg_config *cfg);
 /* Overrides cfg from the environment: TROUPE_PG_URL, TROUPE_PG_POOL_MAX,
  * TROUPE_PG_POOL_MIN, TROUPE_PG_CONNECT_TIMEOUT_MS, TROUPE_PG_ACQUIRE_TIMEOUT_MS,
  * TROUPE_PG_IDLE_TIMEOUT_MS, TROUPE_PG_MAX_LIFETIME_MS, TROUPE_PG_MAX_USES,
- * TROUPE_PG_STATEMENT_TIMEOUT_MS, TROUPE_PG_SLOW_MS, TROUPE_PG_PIPELINE. cfg->url
+ * TROUPE_PG_STATEMENT_TIMEOUT_MS, TROUPE_PG_SLOW_MS, TROUPE_PG_PIPELINE,
+ * TROUPE_PG_BUSY_AFTER_MS. cfg->url
  * then borrows the environment's string. Unparsable numbers are ignored. */
 void tr_pg_config_env(tr_pg_config *cfg);
 

@@ -9,9 +9,12 @@
  * parameters need the types (strings: bytea takes raw bytes; tables: arrays or JSON)
  * waits for the Describe, the others ride in the same segment.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "pg_int.h"
 
@@ -334,6 +337,7 @@ static void stmt_unlink(tr_pg_conn *c, pg_stmt *st)
 static void op_finished(tr_pg_conn *c, pg_op *op, int capacity)
 {
     c->load--;
+    c->progress = uv_now(c->pool->loop);
     tr__pg_count(&c->pool->n.inflight, -1);
     tr__pg_conn_update_idle(c);
     tr__pg_finish(c->pool, op);
@@ -505,10 +509,26 @@ out:
     return c->closed ? -1 : 0;
 }
 
+/* Corks c's socket until the loop next polls (on_uncork in pg_pool.c sends what it
+ * holds then); a Unix socket cannot be corked and sends each query at once. */
+static void coalesce(tr_pg_conn *c)
+{
+    if (c->corked || c->nocork)
+        return;
+    int on = 1;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) == 0) {
+        c->corked = 1;
+        tr__pg_pool_arm_uncork(c->pool);
+    } else {
+        c->nocork = 1;
+    }
+}
+
 void tr__pg_conn_send(tr_pg_conn *c, pg_op *op)
 {
     op->conn = c;
-    c->load++;
+    if (c->load++ == 0)
+        c->progress = uv_now(c->pool->loop);
     c->uses++;
     tr__pg_conn_update_idle(c);
     pg_counters *n = &c->pool->n;
@@ -519,6 +539,7 @@ void tr__pg_conn_send(tr_pg_conn *c, pg_op *op)
         op_fail(c, op, tr__pg_error_new("08006", 1, "connection lost"), 1);
         return;
     }
+    coalesce(c);
     pg_stmt *st = stmt_find(c, op);
     if (st && st->ready) {
         if (send_segment(c, op, st, 0) < 0)

@@ -90,10 +90,12 @@ struct tr_pg_conn {
     uint8_t     state;
     uint8_t     pinned, draining, retiring, release_pending, flushing, closed;
     uint8_t     rollback_sent, counted_idle, zombie;
+    uint8_t     corked, nocork; /* TCP_CORK set until the loop polls; not a TCP socket */
     int         handles;        /* open uv handles; freed when the last one closes */
     int         load;           /* queries assigned and not finished */
     pg_seg     *seg_head, *seg_tail;
     uint64_t    created, idle_since, uses;
+    uint64_t    progress;       /* uv_now ms: last result, or when it got busy */
     unsigned    gen;            /* the pool's connection generation it was opened at */
     int         stmt_timeout_ms;
     unsigned    stmt_seq;
@@ -135,6 +137,8 @@ struct pg_pool {
     int           retry_armed;
     uv_timer_t    wait_timer, maint_timer, retry_timer;
     uv_async_t    async;
+    uv_prepare_t  uncork;        /* before the loop polls: corked sockets send */
+    int           uncork_armed;
     pthread_mutex_t post_lock;
     pg_op        *post_head, *post_tail;
     int           depth;         /* nesting of entry points; callbacks run at 0 */
@@ -202,6 +206,8 @@ void tr__pg_pool_query(pg_pool *p, pg_op *op);
 void tr__pg_pool_acquire(pg_pool *p, pg_op *op, int timeout_ms);
 /* Runs op (a query on its pinned connection, or a release) on the pool's worker. */
 void tr__pg_post(pg_pool *p, pg_op *op);
+/* Has the corked sockets of p (tr__pg_conn_send) send before the loop next polls. */
+void tr__pg_pool_arm_uncork(pg_pool *p);
 
 /* ---- pg_conn.c, for the pool ---- */
 

@@ -479,6 +479,55 @@ describe("troupe.pg", function()
       end)
     end)
 
+    -- Closes every idle connection (idle_timeout 0.1 s; the pools check once a second).
+    local function reap()
+      with_config({ idle_timeout = 0.1 }, function() actor.sleep(1.3) end)
+    end
+
+    it("pipelines fast queries on few connections, and grows only when one stays busy", function()
+      -- 50 fast queries at once, three times: one connection carries them all
+      reap()
+      for _ = 1, 3 do assert(pg.batch((function()
+        local l = {}
+        for i = 1, 50 do l[i] = { "SELECT $1::int AS i", i } end
+        return l end)()))
+      end
+      assert.equal(1, pg.stats().connections)
+      -- busy_after = 0, the classic pool: a connection with a query in flight is busy
+      reap()
+      with_config({ busy_after = 0 }, function()
+        for _ = 1, 3 do assert(pg.batch((function()
+          local l = {}
+          for i = 1, 50 do l[i] = "SELECT pg_sleep(0.01)" end
+          return l end)()))
+        end
+        assert.is_true(pg.stats().connections > 1, "connections: " .. pg.stats().connections)
+      end)
+    end)
+
+    it("sends new queries past a connection stuck on a slow one (busy_after)", function()
+      local function fast_query_during_slow_one(busy_after)
+        reap()
+        local res
+        with_config({ busy_after = busy_after }, function()
+          res = actor.call(h.spawn("pg_client", nil, { worker = 0 }), { op = "eval", code = [[
+            actor.send(actor.self(), { op = "eval", code = "pg.query('SELECT pg_sleep(0.6)')" })
+            actor.sleep(0.15)
+            local t0 = actor.now()
+            local row = pg.query_one("SELECT 1 AS x")
+            local dt = actor.now() - t0
+            actor.sleep(0.6)
+            return { dt = dt, x = row and row.x } ]] }, 5)
+        end)
+        assert.equal(1, res.x)
+        return res.dt
+      end
+      local dt = fast_query_during_slow_one(0.05)   -- busy after 50 ms: a new connection
+      assert.is_true(dt < 0.3, "the fast query waited " .. dt .. " s")
+      dt = fast_query_during_slow_one(5)            -- not busy yet: pipelined behind it
+      assert.is_true(dt >= 0.3, "the fast query took only " .. dt .. " s")
+    end)
+
     it("cancels a query on the server past its statement timeout", function()
       local t0 = actor.now()
       local rows, err = pg.query({ text = "SELECT pg_sleep($1)", values = { 5 }, timeout = 0.1 })
