@@ -11,6 +11,7 @@
 
 #include <lauxlib.h>
 
+#include "html.h"
 #include "json.h"
 #include "lactor.h"
 
@@ -629,6 +630,8 @@ void tr_lua_preload(lua_State *L)
     lua_setfield(L, -2, "troupe.actor");
     lua_pushcfunction(L, luaopen_troupe_json);
     lua_setfield(L, -2, "troupe.json");
+    lua_pushcfunction(L, luaopen_troupe_html);
+    lua_setfield(L, -2, "troupe.html");
     lua_pushcfunction(L, luaopen_troupe_http);
     lua_setfield(L, -2, "troupe.http");
     lua_pushcfunction(L, luaopen_troupe_redis);
