@@ -49,11 +49,11 @@ typedef struct tr_pg_config {
     int statement_timeout_ms;   /* server-side statement_timeout of the sessions (0: none) */
     int slow_ms;                /* queries at least this slow go to the slow log (1000) */
     int pipeline_depth;         /* queries in flight per connection (64) */
-    int busy_after_ms;          /* a connection whose queries made no progress for this
-                                   long counts as busy: new queries go to the others,
-                                   and the pool grows (up to max) only when every one
-                                   is busy or full (10; 0: busy as soon as it has a
-                                   query in flight, the classic one-query pool) */
+    int busy_after_ms;          /* a connection whose oldest query in flight is this old
+                                   is busy: new queries go to the first connection that
+                                   is not, and the pool grows (up to max) only when
+                                   every one is busy or full (10; 0: busy as soon as it
+                                   has a query in flight, the classic one-query pool) */
 } tr_pg_config;
 
 /* Fills cfg with the defaults (url NULL). */

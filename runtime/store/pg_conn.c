@@ -337,7 +337,6 @@ static void stmt_unlink(tr_pg_conn *c, pg_stmt *st)
 static void op_finished(tr_pg_conn *c, pg_op *op, int capacity)
 {
     c->load--;
-    c->progress = uv_now(c->pool->loop);
     tr__pg_count(&c->pool->n.inflight, -1);
     tr__pg_conn_update_idle(c);
     tr__pg_finish(c->pool, op);
@@ -527,8 +526,7 @@ static void coalesce(tr_pg_conn *c)
 void tr__pg_conn_send(tr_pg_conn *c, pg_op *op)
 {
     op->conn = c;
-    if (c->load++ == 0)
-        c->progress = uv_now(c->pool->loop);
+    c->load++;
     c->uses++;
     tr__pg_conn_update_idle(c);
     pg_counters *n = &c->pool->n;

@@ -95,7 +95,6 @@ struct tr_pg_conn {
     int         load;           /* queries assigned and not finished */
     pg_seg     *seg_head, *seg_tail;
     uint64_t    created, idle_since, uses;
-    uint64_t    progress;       /* uv_now ms: last result, or when it got busy */
     unsigned    gen;            /* the pool's connection generation it was opened at */
     int         stmt_timeout_ms;
     unsigned    stmt_seq;

@@ -151,34 +151,42 @@ static int usable(const pg_pool *p, const tr_pg_conn *c)
            (p->cfg.max_uses == 0 || c->uses < (uint64_t)p->cfg.max_uses);
 }
 
-/* Whether c's queries have made no progress for busy_after_ms (see tr_pg_config). */
+/* Whether c is busy: its oldest query in flight was submitted busy_after_ms ago or
+ * more (a slow query, or a queue too deep for the server to keep up). now: uv_hrtime. */
 static int busy(const pg_pool *p, const tr_pg_conn *c, uint64_t now)
 {
-    return c->load > 0 && now - c->progress >= (uint64_t)p->cfg.busy_after_ms;
+    if (c->load == 0)
+        return 0;
+    uint64_t limit = (uint64_t)p->cfg.busy_after_ms * 1000000u;
+    for (const pg_seg *s = c->seg_head; s; s = s->next)
+        if (s->op)
+            return now - s->op->t0_ns >= limit;
+    return limit == 0;
 }
 
-/* The least loaded connection with room in its pipeline, not busy if there is one;
- * a busy one only when the pool cannot grow (else NULL: the query waits for the
- * connection maybe_grow opens, or for a busy one to make progress). */
+/*
+ * Where a query goes: the first connection (in the pool's order) with room in its
+ * pipeline that is not busy, so that the queries of a light load pack onto few
+ * connections and the others go idle and close (idle_timeout); when every one is
+ * busy, a new connection (NULL: the query waits for the one maybe_grow opens, or for
+ * a busy one to make progress), or at max the least loaded busy one. NULL also when
+ * every connection is full.
+ */
 static tr_pg_conn *pick_conn(pg_pool *p)
 {
-    tr_pg_conn *best = NULL;
-    int best_busy = 1;
-    uint64_t now = uv_now(p->loop);
+    tr_pg_conn *fallback = NULL;
+    uint64_t now = uv_hrtime();
     for (tr_pg_conn *c = p->conns; c; c = c->next) {
         if (!usable(p, c) || c->draining || c->load >= p->cfg.pipeline_depth)
             continue;
-        int b = busy(p, c, now);
-        if (best == NULL || (best_busy && !b) || (b == best_busy && c->load < best->load)) {
-            best = c;
-            best_busy = b;
-            if (c->load == 0)
-                break;
-        }
+        if (!busy(p, c, now))
+            return c;
+        if (fallback == NULL || c->load < fallback->load)
+            fallback = c;
     }
-    if (best && best_busy && p->nconns < p->cfg.max && !p->down)
+    if (fallback && p->nconns < p->cfg.max && !p->down)
         return NULL;
-    return best;
+    return fallback;
 }
 
 /* A connection with nothing in flight, for a transaction; drained ones first. */
@@ -252,7 +260,7 @@ static void maybe_grow(pg_pool *p)
 {
     if (p->closing || p->down)
         return;
-    uint64_t now = uv_now(p->loop);
+    uint64_t now = uv_now(p->loop), now_ns = uv_hrtime();
     while (p->nconns < p->cfg.max) {
         if (now < p->next_connect_at) {
             if (!p->retry_armed)
@@ -264,7 +272,7 @@ static void maybe_grow(pg_pool *p)
             if (usable(p, c) && !c->draining) {
                 avail++;
                 idle += c->load == 0;
-                nfree += c->load < p->cfg.pipeline_depth && !busy(p, c, now);
+                nfree += c->load < p->cfg.pipeline_depth && !busy(p, c, now_ns);
             }
         int queries = p->nwait - p->nwait_acq;
         int want = (p->nwait_acq > 0 && idle == 0 && p->nconnecting < p->nwait_acq) ||

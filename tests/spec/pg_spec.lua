@@ -505,6 +505,26 @@ describe("troupe.pg", function()
       end)
     end)
 
+    it("lets the connections a lighter load no longer needs go idle and close", function()
+      reap()
+      with_config({ busy_after = 0 }, function()    -- grow: one query per connection
+        local l = {}
+        for i = 1, 12 do l[i] = "SELECT pg_sleep(0.02)" end
+        assert(pg.batch(l))
+        assert(pg.batch(l))
+      end)
+      local grown = pg.stats().connections
+      assert.is_true(grown > 1, "connections: " .. grown)
+      with_config({ idle_timeout = 0.3 }, function()
+        local t_end = actor.now() + 2.5
+        while actor.now() < t_end do                -- 5 concurrent queries every 20 ms
+          assert(pg.batch{ "SELECT 1", "SELECT 2", "SELECT 3", "SELECT 4", "SELECT 5" })
+          actor.sleep(0.02)
+        end
+      end)
+      assert.equal(1, pg.stats().connections, "grown to " .. grown)
+    end)
+
     it("sends new queries past a connection stuck on a slow one (busy_after)", function()
       local function fast_query_during_slow_one(busy_after)
         reap()
