@@ -534,6 +534,7 @@ static int spawn_generation(tr_http_server *srv, char *err, size_t errlen)
         req.app = 1;
         req.host = &hooks;
         req.vm = srv->o.vm;
+        req.vm.pooled = true;
         tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
         so.worker = i;
         rc = tr_lua_spawn_actor(rt, &req, &so, &vm->pid);

@@ -33,18 +33,99 @@ uint64_t tr_lvm_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * Pooled VMs (tr_lvm_opts.pooled) keep the blocks Lua frees, up to POOL_MAX bytes
+ * each, in free lists by 16-byte size class up to POOL_BLOCK bytes: a request's
+ * tables and strings reuse the last request's blocks without a trip through malloc
+ * (perf on /fortunes: 11% of the worker in malloc, free and malloc_consolidate).
+ * Lua passes the old size of every block it frees, so a block's class is known.
+ * Off under AddressSanitizer, which must see every free.
+ */
+#define POOL_BLOCK 256
+#define POOL_CLASSES (POOL_BLOCK / 16)
+#define POOL_MAX ((size_t)1 << 20)
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ON 0
+#else
+#define POOL_ON 1
+#endif
+
+static inline size_t pool_class(size_t n)
+{
+    return (n + 15) / 16 - 1;
+}
+
+static void *pool_get(tr_lvm *vm, size_t n)
+{
+    size_t c = pool_class(n);
+    void *p = vm->cache[c];
+    if (p) {
+        vm->cache[c] = *(void **)p;
+        vm->cached -= (c + 1) * 16;
+        return p;
+    }
+    return tr_malloc((c + 1) * 16);
+}
+
+static void pool_put(tr_lvm *vm, void *p, size_t n)
+{
+    size_t c = pool_class(n);
+    if (vm->cached + (c + 1) * 16 > POOL_MAX) {
+        tr_free(p);
+        return;
+    }
+    *(void **)p = vm->cache[c];
+    vm->cache[c] = p;
+    vm->cached += (c + 1) * 16;
+}
+
+static void pool_drain(tr_lvm *vm)
+{
+    if (vm->cache == NULL)
+        return;
+    for (size_t c = 0; c < POOL_CLASSES; c++)
+        while (vm->cache[c]) {
+            void *p = vm->cache[c];
+            vm->cache[c] = *(void **)p;
+            tr_free(p);
+        }
+    tr_free(vm->cache);
+    vm->cache = NULL;
+    vm->cached = 0;
+}
+
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     tr_lvm *vm = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
-        tr_free(ptr);
+        if (ptr && vm->cache && old <= POOL_BLOCK)
+            pool_put(vm, ptr, old);
+        else
+            tr_free(ptr);
         vm->used -= old;
         return NULL;
     }
     if (nsize > old && vm->used - old + nsize > vm->limit)
         return NULL;
-    void *p = tr_realloc(ptr, nsize);
+    void *p;
+    if (vm->cache && (nsize <= POOL_BLOCK || (ptr && old <= POOL_BLOCK))) {
+        if (ptr && old <= POOL_BLOCK && nsize <= POOL_BLOCK &&
+            pool_class(old) == pool_class(nsize)) {
+            p = ptr;                            /* the same class: the same block */
+        } else {
+            p = nsize <= POOL_BLOCK ? pool_get(vm, nsize) : tr_malloc(nsize);
+            if (p && ptr) {
+                memcpy(p, ptr, old < nsize ? old : nsize);
+                if (old <= POOL_BLOCK)
+                    pool_put(vm, ptr, old);
+                else
+                    tr_free(ptr);
+            }
+        }
+    } else {
+        p = tr_realloc(ptr, nsize);
+    }
     if (p)
         vm->used = vm->used - old + nsize;
     return p;
@@ -578,9 +659,17 @@ int tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts)
     vm->budget_ns = budget_ms == UINT64_MAX ? 0 : budget_ms * 1000000u;
     vm->child_budget_ms = opts && opts->child_budget_ms ? opts->child_budget_ms : budget_ms;
     vm->unsafe = opts && opts->unsafe;
+    if (POOL_ON && opts && opts->pooled) {
+        vm->cache = tr_malloc(sizeof *vm->cache * POOL_CLASSES);
+        if (vm->cache == NULL)
+            return TR_ENOMEM;
+        memset(vm->cache, 0, sizeof *vm->cache * POOL_CLASSES);
+    }
     vm->L = lua_newstate(vm_alloc, vm);
-    if (vm->L == NULL)
+    if (vm->L == NULL) {
+        pool_drain(vm);
         return TR_ENOMEM;
+    }
     /* Nothing to collect while the state is being built: no GC steps until then. */
     lua_gc(vm->L, LUA_GCSTOP);
     lua_pushcfunction(vm->L, open_all);
@@ -589,6 +678,7 @@ int tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts)
     if (lua_pcall(vm->L, 2, 0, 0) != LUA_OK) {
         lua_close(vm->L);
         vm->L = NULL;
+        pool_drain(vm);
         return TR_ENOMEM;
     }
     lua_gc(vm->L, LUA_GCRESTART);
@@ -600,4 +690,5 @@ void tr_lvm_close(tr_lvm *vm)
     if (vm->L)
         lua_close(vm->L);
     vm->L = NULL;
+    pool_drain(vm);
 }

@@ -19,6 +19,8 @@ typedef struct tr_lvm {
     uint8_t    lazy;         /* sandbox: standard libraries still to open on first use */
     uint64_t   child_budget_ms; /* what actors it spawns get by default */
     tr_runtime *rt;          /* past its stop deadline, running Lua is interrupted */
+    void      **cache;       /* pooled: free lists of small blocks by size class */
+    size_t      cached;      /* bytes in them */
 } tr_lvm;
 
 typedef struct tr_lvm_opts {
@@ -27,6 +29,8 @@ typedef struct tr_lvm_opts {
     uint64_t    child_budget_ms; /* for the actors it spawns; 0: budget_ms */
     bool        unsafe;        /* allow os.execute, io.*, C modules */
     const char *lua_path;      /* package.path, or NULL for the default */
+    bool        pooled;        /* keep freed small blocks for reuse (handler VMs: much
+                                  short-lived garbage around a steady heap) */
 } tr_lvm_opts;
 
 /* Creates the state: counting allocator (through tr_realloc), the standard

@@ -15,6 +15,9 @@
 #include "harness.h"
 #include "chunks.h"
 #include "lactor.h"
+#include "vm.h"
+
+#include <lauxlib.h>
 
 static char dir[64];
 
@@ -325,6 +328,40 @@ static void test_chunk_cache_across_workers(void **state)
     assert_int_equal(st.entries, 2);
 }
 
+/* A pooled VM (handler VMs) keeps freed small blocks for reuse, up to its bound, under
+ * the same memory cap, and gives every block back when closed. */
+static void test_pooled_vm(void **state)
+{
+    (void)state;
+    tr_alloc_track(1);
+    tr_lvm vm;
+    tr_lvm_opts o = { .pooled = true, .mem_limit = (size_t)8 << 20 };
+    assert_int_equal(tr_lvm_init(&vm, &o), 0);
+    const char *garbage =
+        "local t = {} for i = 1, 20000 do t[i] = { i, tostring(i) .. 'x' } end\n"
+        "t = nil collectgarbage()\n"
+        "local s = {} for i = 1, 2000 do s[#s + 1] = ('y'):rep(i % 300) end\n"
+        "return #s";
+    assert_int_equal(luaL_dostring(vm.L, garbage), LUA_OK);
+    assert_int_equal(lua_tointeger(vm.L, -1), 2000);
+    lua_pop(vm.L, 1);
+#if !defined(__SANITIZE_ADDRESS__)
+    assert_true(vm.cached > 0);                 /* freed blocks were kept */
+    assert_true(vm.cached <= (size_t)1 << 20);  /* within the bound */
+#endif
+    size_t cached = vm.cached;
+    assert_int_equal(luaL_dostring(vm.L, "local t = {} for i = 1, 1000 do t[i] = {} end"), LUA_OK);
+    assert_true(vm.cached <= cached);           /* ... and reused */
+    /* the cap still holds */
+    assert_int_not_equal(luaL_dostring(vm.L, "local t = {} for i = 1, 1e7 do t[i] = { i } end"),
+                         LUA_OK);
+    lua_pop(vm.L, 1);
+    assert_int_equal(luaL_dostring(vm.L, "return 1 + 1"), LUA_OK);
+    tr_lvm_close(&vm);
+    assert_int_equal(tr_alloc_live(), 0);
+    tr_alloc_track(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_chunk_cache_not_for_scripts),
         cmocka_unit_test(test_chunk_cache_is_bounded),
         cmocka_unit_test(test_chunk_cache_across_workers),
+        cmocka_unit_test(test_pooled_vm),
     };
     return cmocka_run_group_tests_name("lua", tests, setup, teardown);
 }
