@@ -332,7 +332,7 @@ usage() {
 # Each harness's `fuzz: NAME ok` line is a pass, each `fuzz: NAME FAILED` a failure.
 run_fuzz() {
     local log=$logs/fuzz.log rc ok bad
-    header "fuzz: make fuzz (FUZZ_SECONDS=${FUZZ_SECONDS:-20} per harness)"
+    header "fuzz: make fuzz (the codec ${FUZZ_CODEC_SECONDS:-60} s, the others ${FUZZ_SECONDS:-20} s each)"
     set +e
     make --no-print-directory fuzz < /dev/null 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
