@@ -5,7 +5,10 @@
  * worker goes to that worker's pool and its completion runs on that worker, so the
  * hot path takes no lock. Independent queries share a connection in flight (up to
  * `pipeline_depth` each); every query is its own sync segment, so one failing query
- * never aborts another. Statements are prepared once per connection, keyed by their
+ * never aborts another. The queries sent on a connection during one loop iteration
+ * leave together (the socket is corked until the loop polls). A query goes to the
+ * first connection that is neither full nor busy (`busy_after_ms`); the pool grows
+ * only when every one is. Statements are prepared once per connection, keyed by their
  * SQL text; parameters always travel apart from the text.
  *
  * A transaction pins one connection (tr_pg_acquire ... tr_pg_release); queries on a
