@@ -194,18 +194,40 @@ static int opt_timeout(lua_State *L, int idx, int dflt)
     return s >= 2147483.0 ? INT32_MAX : (int)(s * 1000 + 0.5) ? (int)(s * 1000 + 0.5) : 1;
 }
 
+/* The connection of the transaction handle at idx, or NULL for nil (the pool). */
+static tr_pg_conn *tx_conn(lua_State *L, int idx)
+{
+    if (lua_isnil(L, idx))
+        return NULL;
+    tx_handle *h = luaL_checkudata(L, idx, tx_mt);
+    if (h->conn == NULL)
+        misuse(L, "troupe.pg: this transaction is over");
+    return h->conn;
+}
+
+/* Pushes the parameters t[from], t[from + 1], ...: as many as t.n (or #t) counts
+ * past the from - 1 entries before them. Returns how many, or -1 when that is not
+ * 0 .. 65535 (nothing pushed). t is an absolute index. */
+static int push_params(lua_State *L, int t, int from)
+{
+    lua_getfield(L, t, "n");
+    lua_Integer n = (lua_isinteger(L, -1) ? lua_tointeger(L, -1)
+                                          : (lua_Integer)lua_rawlen(L, t)) - (from - 1);
+    lua_pop(L, 1);
+    if (n < 0 || n > 65535)
+        return -1;
+    luaL_checkstack(L, (int)n + 8, "too many parameters");
+    for (lua_Integer k = 0; k < n; k++)
+        lua_rawgeti(L, t, from + k);
+    return (int)n;
+}
+
 /* query(tx | nil, sql, ...) / query(tx | nil, { text =, values =, timeout = }) */
 static int do_query(lua_State *L, int kind)
 {
     tr_lactor *la;
     tr_pg *pg = driver(L, &la);
-    tr_pg_conn *conn = NULL;
-    if (!lua_isnil(L, 1)) {
-        tx_handle *h = luaL_checkudata(L, 1, tx_mt);
-        if (h->conn == NULL)
-            misuse(L, "troupe.pg: this transaction is over");
-        conn = h->conn;
-    }
+    tr_pg_conn *conn = tx_conn(L, 1);
     tr_pg_query q = { 0 };
     int first, n;                  /* the parameters: stack slots first .. first+n-1 */
     if (lua_istable(L, 2)) {
@@ -221,16 +243,9 @@ static int do_query(lua_State *L, int kind)
         first = lua_gettop(L) + 1;
         n = 0;
         if (lua_getfield(L, 2, "values") == LUA_TTABLE) {
-            int vt = lua_gettop(L);
-            lua_getfield(L, vt, "n");
-            n = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : (int)lua_rawlen(L, vt);
-            lua_pop(L, 1);
-            if (n < 0 || n > 65535)
-                misuse(L, "troupe.pg: at most 65535 parameters");
-            luaL_checkstack(L, n + 4, "too many parameters");
             first = lua_gettop(L) + 1;
-            for (int i = 1; i <= n; i++)
-                lua_rawgeti(L, vt, i);
+            if ((n = push_params(L, first - 1, 1)) < 0)
+                misuse(L, "troupe.pg: at most 65535 parameters");
         } else if (!lua_isnil(L, -1)) {
             misuse(L, "troupe.pg: values must be a table");
         }
@@ -372,18 +387,9 @@ static void batch_collect(lua_State *L, int list, int i, batch_query *q)
     int spec = lua_gettop(L);
     if (lua_rawgeti(L, spec, 1) == LUA_TSTRING) {          /* { sql, p1, p2, ... } */
         q->sql = lua_gettop(L);
-        lua_pushliteral(L, "n");
-        lua_rawget(L, spec);
-        lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) - 1
-                                             : (lua_Integer)lua_rawlen(L, spec) - 1;
-        lua_pop(L, 1);
-        if (n < 0 || n > 65535)
+        q->first = q->sql + 1;
+        if ((q->n = push_params(L, spec, 2)) < 0)
             misuse(L, "troupe.pg.batch: query %d: at most 65535 parameters", i);
-        q->n = (int)n;
-        luaL_checkstack(L, q->n + 8, "too many parameters");
-        q->first = lua_gettop(L) + 1;
-        for (int k = 0; k < q->n; k++)
-            lua_rawgeti(L, spec, k + 2);
         return;
     }
     lua_pop(L, 1);
@@ -403,19 +409,9 @@ static void batch_collect(lua_State *L, int list, int i, batch_query *q)
     lua_pushliteral(L, "values");
     int vt = lua_rawget(L, spec);
     if (vt == LUA_TTABLE) {
-        int values = lua_gettop(L);
-        lua_pushliteral(L, "n");
-        lua_rawget(L, values);
-        lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1)
-                                             : (lua_Integer)lua_rawlen(L, values);
-        lua_pop(L, 1);
-        if (n < 0 || n > 65535)
-            misuse(L, "troupe.pg.batch: query %d: at most 65535 parameters", i);
-        q->n = (int)n;
-        luaL_checkstack(L, q->n + 8, "too many parameters");
         q->first = lua_gettop(L) + 1;
-        for (int k = 1; k <= q->n; k++)
-            lua_rawgeti(L, values, k);
+        if ((q->n = push_params(L, q->first - 1, 1)) < 0)
+            misuse(L, "troupe.pg.batch: query %d: at most 65535 parameters", i);
     } else if (vt != LUA_TNIL) {
         misuse(L, "troupe.pg.batch: query %d: values must be a table", i);
     } else {
@@ -428,13 +424,7 @@ static int l_batch(lua_State *L)
 {
     tr_lactor *la;
     tr_pg *pg = driver(L, &la);
-    tr_pg_conn *conn = NULL;
-    if (!lua_isnil(L, 1)) {
-        tx_handle *h = luaL_checkudata(L, 1, tx_mt);
-        if (h->conn == NULL)
-            misuse(L, "troupe.pg: this transaction is over");
-        conn = h->conn;
-    }
+    tr_pg_conn *conn = tx_conn(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer count = (lua_Integer)lua_rawlen(L, 2);
     if (count > 100000)
