@@ -496,7 +496,7 @@ static void test_timer_set_just_before_stop(void **unused)
 
 /* A reply cancels its call's timeout timer. Observable from outside: a timer left
  * running would fire after the reply and push a TIMEOUT (dropped unseen, the call is
- * settled) that still wakes the caller for a turn. So after calls with a 200 ms
+ * settled) that still wakes the caller for a turn. So after calls with a 1 s
  * timeout are all answered, no actor turn may happen past their deadlines. Then
  * calls with a 60 s timeout: the stop neither waits for them nor leaks. (Counting
  * live allocations would not do: the message pool keeps freed blocks.) */
@@ -513,7 +513,7 @@ static void test_timer_call_timeout_cancelled(void **unused)
     tr_pid pp = spawn_ticker(rt, &pinned, 0);
     tr_pid pf = spawn_ticker(rt, &floating, -1);
 
-    static const uint64_t timeouts[2] = { 200, 60000 };
+    static const uint64_t timeouts[2] = { 1000, 60000 };
     for (int round = 1; round <= 2; round++) {
         cmd c = { OP_CALLS, echo, CALLS, timeouts[round - 1], 0 };
         uint64_t t_start = th_now_ms();
@@ -528,8 +528,17 @@ static void test_timer_call_timeout_cancelled(void **unused)
         if (round == 1) {
             probe(rt, pp, &pinned);
             probe(rt, pf, &floating);
+            /* A worker publishes its turn count after a batch of turns, not inside
+             * the probe's turn that the probe waits on: wait until two reads 20 ms
+             * apart agree, which must still be well before the deadlines. */
             tr_stats before, after;
             tr_runtime_stats(rt, &before);
+            do {
+                th_sleep_ms(20);
+                after = before;
+                tr_runtime_stats(rt, &before);
+            } while (before.turns != after.turns);
+            assert_true(th_now_ms() < t_start + timeouts[0] - 200);
             /* past every deadline of this round (set after t_start), with margin */
             uint64_t quiet_until = t_start + timeouts[0] + 300;
             while (th_now_ms() < quiet_until)
