@@ -151,9 +151,13 @@ bench-actors: all $(B)/bench_actors
 	@scripts/deps.sh bench
 	@bench/actors.sh $(B)
 
-# examples/techempower under wrk beside nginx+lua and Node.js (bench/http.sh; BENCH_RUNS=5)
+$(B)/bench_ceiling: bench/ceiling.c
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL)
+
+# examples/techempower under wrk beside nginx+lua, Node.js and bench/ceiling.c, a server
+# that does no HTTP work (bench/http.sh; BENCH_RUNS=5)
 .PHONY: bench-http
-bench-http: all
+bench-http: all $(B)/bench_ceiling
 	@scripts/deps.sh bench
 	@bench/http.sh $(B)
 

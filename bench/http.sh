@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # make bench-http: examples/techempower under wrk, with nginx+lua (the OpenResty model)
-# and Node.js node:http (cluster, one process per core) side by side in the same run.
+# and Node.js node:http (cluster, one process per core) side by side in the same run,
+# and "ceiling" (bench/ceiling.c): a C server that does no HTTP work at all, only the
+# socket calls, so its figures are the most wrk -t1 can drive on this machine.
 #   bench/http.sh [BUILD_DIR]
 # Environment: BENCH_RUNS (5), BENCH_DURATION seconds per run (5), BENCH_WARMUP seconds
-# (2), BENCH_SERVERS ("troupe nginx node"), BENCH_CASES (all below).
+# (2), BENCH_SERVERS ("troupe nginx node ceiling"), BENCH_CASES (all below).
 # Each server starts alone on a free loopback port; each case gets a warm-up, then
 # BENCH_RUNS runs of `wrk -t1`; the figures are medians. Prints
 #   BENCH http.<server>.<case> <req/s> req/s      BENCH http.<server>.<case>.p99 <ms> ms
 #   BENCH http.<server>.rss <MB> MB (summed over the server's processes, after the runs)
 #   BENCH http.<server>.pss <MB> MB (the same, shared pages counted once)
-#   BENCH http.ratio.<peer>.<case> <troupe/peer> x
+#   BENCH http.ratio.<peer>.<case> <troupe/peer> x     (peer: nginx, node, ceiling)
+#   BENCH http.goal.<case> <req/s> req/s   (what the goals ask of troupe: the larger of
+#         1.25x nginx and 2x node; above the ceiling, no server could meet them here)
 # then a table with the CPU split of the machine (wrk runs on the same cores). With
 # pipelining (plaintext_pipe16: 256 connections, 16 deep), wrk's latency is that of a
 # whole batch of 16. Exits 1 when a server could not be measured; the others still are.
@@ -23,7 +27,7 @@ cd "$ROOT" || exit 1
 RUNS=${BENCH_RUNS:-5}
 DURATION=${BENCH_DURATION:-5}
 WARMUP=${BENCH_WARMUP:-2}
-SERVERS=${BENCH_SERVERS:-troupe nginx node}
+SERVERS=${BENCH_SERVERS:-troupe nginx node ceiling}
 ALL_CASES="json_c64 json_c256 plaintext_c64 plaintext_c256 plaintext_pipe16"
 CASES=${BENCH_CASES:-$ALL_CASES}
 HZ=$(getconf CLK_TCK)
@@ -150,6 +154,16 @@ start_nginx() {
     server_pid=$!
 }
 
+start_ceiling() {
+    local port=$1
+    if [ ! -x "$B/bench_ceiling" ]; then
+        echo "$B/bench_ceiling not found (make bench-http builds it)" > "$server_log"
+        return 1
+    fi
+    "$B/bench_ceiling" "$port" 2 > "$server_log" 2>&1 &
+    server_pid=$!
+}
+
 start_node() {
     local port=$1
     node bench/node/http.js "$port" 127.0.0.1 > "$server_log" 2>&1 &
@@ -161,6 +175,7 @@ server_label() {
         troupe) echo "troupe (2 workers)" ;;
         nginx)  echo "nginx $(nginx -v 2>&1 | sed 's|.*/||') + lua-nginx-module, 2 workers" ;;
         node)   echo "node $(node --version 2>/dev/null) node:http cluster, $(nproc) workers" ;;
+        ceiling) echo "ceiling (bench/ceiling.c: no HTTP work, 2 threads)" ;;
     esac
 }
 
@@ -331,7 +346,7 @@ for server in $SERVERS; do
     case $server in
         nginx) command -v nginx > /dev/null || { echo "# http.nginx: not measured: nginx missing"; failed="$failed nginx"; continue; } ;;
         node)  command -v node > /dev/null || { echo "# http.node: not measured: node missing"; failed="$failed node"; continue; } ;;
-        troupe) ;;
+        troupe|ceiling) ;;
         *) log "unknown server $server"; exit 1 ;;
     esac
     bench_server "$server" || failed="$failed $server"
@@ -342,10 +357,15 @@ awk -v cases="$CASES" '
     { v[$1] = $2 }
     END {
         n = split(cases, c, " ")
-        for (i = 1; i <= n; i++) for (p = 1; p <= 2; p++) {
-            peer = p == 1 ? "nginx" : "node"
-            t = v["http.troupe." c[i]]; o = v["http." peer "." c[i]]
-            if (t > 0 && o > 0) printf "http.ratio.%s.%s %.2f x\n", peer, c[i], t / o
+        split("nginx node ceiling", peers, " ")
+        for (i = 1; i <= n; i++) {
+            for (p = 1; p <= 3; p++) {
+                t = v["http.troupe." c[i]]; o = v["http." peers[p] "." c[i]]
+                if (t > 0 && o > 0) printf "http.ratio.%s.%s %.2f x\n", peers[p], c[i], t / o
+            }
+            g = 1.25 * v["http.nginx." c[i]]
+            if (2 * v["http.node." c[i]] > g) g = 2 * v["http.node." c[i]]
+            if (g > 0) printf "http.goal.%s %.0f req/s\n", c[i], g
         }
     }' "$results" > "$work/ratios"
 while read -r name value unit; do record "$name" "$value" "$unit"; done < "$work/ratios"
@@ -359,15 +379,16 @@ awk -v cases="$CASES" -v servers="$SERVERS" '
         ns = split(servers, sv, " "); nc = split(cases, c, " ")
         printf "\n%-17s", "req/s | p99 ms"
         for (j = 1; j <= ns; j++) printf " | %-22s", sv[j]
-        printf " | %-8s | %-8s\n", "/nginx", "/node"
+        printf " | %-8s | %-8s | %-8s | %-9s\n", "/nginx", "/node", "/ceiling", "goal"
         for (i = 1; i <= nc; i++) {
             printf "%-17s", c[i]
             for (j = 1; j <= ns; j++) {
                 k = "http." sv[j] "." c[i]
                 printf " | %9s %12s", num(v[k], "%.0f"), num(v[k ".p99"], "%.2f ms")
             }
-            printf " | %8s | %8s\n", num(v["http.ratio.nginx." c[i]], "%.2fx"),
-                num(v["http.ratio.node." c[i]], "%.2fx")
+            printf " | %8s | %8s | %8s | %9s\n", num(v["http.ratio.nginx." c[i]], "%.2fx"),
+                num(v["http.ratio.node." c[i]], "%.2fx"), num(v["http.ratio.ceiling." c[i]], "%.2fx"),
+                num(v["http.goal." c[i]], "%.0f")
         }
         printf "%-17s", "RSS (PSS) MB"
         for (j = 1; j <= ns; j++)
@@ -381,7 +402,8 @@ awk -v cases="$CASES" -v servers="$SERVERS" '
             }
             printf "\n"
         }
-        printf "goals: troupe >= 1.25x nginx+lua and >= 2x node:http\n"
+        printf "goals: troupe >= 1.25x nginx+lua and >= 2x node:http (goal: the req/s that asks);\n"
+        printf "ceiling: a server doing no HTTP work; a goal above it is out of reach of any server here\n"
     }' "$results" "$work/cpu"
 
 if [ -n "$failed" ]; then
