@@ -131,34 +131,20 @@ static int parse(int argc, char **argv, options *o)
     return o->cmd ? 0 : -1;
 }
 
-/* The framework's Lua files: next to the binary in the source tree (build/troupe ->
- * scripts/), or installed (bin/troupe -> share/troupe/lua). */
+/* The framework's Lua files and the script's directory (tr_lua_default_path); troupe
+ * test adds the system's Lua directories, where busted is. */
 static void lua_path(char *out, size_t n, const char *script_dir, int system_paths)
 {
-    char exe[PATH_MAX], fw[PATH_MAX] = "";
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash)
-            *slash = '\0';
-        char probe[PATH_MAX + 64];
-        const char *cands[] = { "/../scripts", "/../../scripts", "/../share/troupe/lua" };
-        for (int i = 0; i < 3; i++) {
-            snprintf(probe, sizeof probe, "%s%s/troupe", exe, cands[i]);
-            if (access(probe, F_OK) == 0) {
-                snprintf(fw, sizeof fw, "%s%s", exe, cands[i]);
-                break;
-            }
-        }
-    }
-    const char *extra = getenv("TROUPE_LUA_PATH");
-    int plen = snprintf(out, n, "%s%s%s/?.lua;%s/?/init.lua;%s/?.lua;%s/?/init.lua;./?.lua%s",
-             extra ? extra : "", extra ? ";" : "", fw, fw, script_dir, script_dir,
-             system_paths ? ";/usr/local/share/lua/5.4/?.lua;/usr/share/lua/5.4/?.lua;"
-                            "/usr/share/lua/5.4/?/init.lua" : "");
-    if (plen < 0 || (size_t)plen >= n)
+    static const char sys[] = ";/usr/local/share/lua/5.4/?.lua;/usr/share/lua/5.4/?.lua;"
+                              "/usr/share/lua/5.4/?/init.lua";
+    size_t len;
+    if (tr_lua_default_path(out, n, script_dir) < 0 ||
+        (system_paths && (len = strlen(out)) + sizeof sys > n)) {
         fprintf(stderr, "troupe: warning: package.path truncated (paths too long)\n");
+        return;
+    }
+    if (system_paths)
+        memcpy(out + len, sys, sizeof sys);
 }
 
 static tr_runtime *the_rt;
@@ -198,16 +184,15 @@ static int serve(tr_runtime *rt, const char *script, char *err, size_t errlen)
             return -1;
         }
     }
-    tr_http_opts ho;
+    tr_http_config ho;
     memset(&ho, 0, sizeof ho);
     ho.host = host;
     ho.port = port;
     ho.script = script;
-    ho.vm.lua_path = the_lua_path;
-    ho.vm.unsafe = o->unsafe;
-    ho.vm.mem_limit = o->vm_memory;
-    ho.vm.budget_ms = o->vm_budget_ms ? o->vm_budget_ms : 1000;
-    ho.vm.child_budget_ms = ho.vm.budget_ms;
+    ho.lua.lua_path = the_lua_path;
+    ho.lua.unsafe = o->unsafe;
+    ho.lua.mem_limit = o->vm_memory;
+    ho.lua.budget_ms = o->vm_budget_ms;
     ho.development = strcmp(o->env, "development") == 0;
     /* Server limits (README: configuration); 0 or unset keeps the default. */
     const char *v;

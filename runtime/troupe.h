@@ -386,6 +386,68 @@ int tr_supervisor_start(tr_runtime *rt, const tr_sup_spec *spec,
 /* The current pid of child id, or 0 (asks the supervisor; any thread but its own). */
 tr_pid tr_supervisor_child(tr_runtime *rt, tr_pid sup, const char *id);
 
+/* ---- Lua HTTP apps (runtime/http, runtime/lua) ---------------------------------- */
+
+/* The Lua VMs the runtime creates for a script: one per worker for an HTTP app. Zero
+ * or NULL means the default. */
+typedef struct tr_lua_config {
+    size_t      mem_limit;   /* bytes per VM; 0: 64 MB (beyond: a Lua memory error) */
+    uint64_t    budget_ms;   /* CPU per request or message; 0: 1000 (beyond: 503) */
+    const char *lua_path;    /* package.path; NULL: tr_lua_default_path's */
+    int         unsafe;      /* allow os.execute, io.*, C modules */
+} tr_lua_config;
+
+/* The package.path that finds the troupe framework (require "troupe.app") and the
+ * modules next to the script: TROUPE_LUA_PATH first if set, then the framework's
+ * directory, found from where libtroupe (or the program) was loaded: PREFIX/share/
+ * troupe/lua when installed, scripts/ in the source tree; then script_dir (NULL: the
+ * current directory). 0, or TR_EINVAL when out is too small. */
+int tr_lua_default_path(char *out, size_t n, const char *script_dir);
+
+typedef struct tr_http_config {
+    const char   *host;              /* listen address; NULL: 127.0.0.1 */
+    int           port;              /* 0: a free port (tr_http_port tells which) */
+    const char   *script;            /* the app: a Lua file that returns
+                                        require("troupe.app").new() with its routes */
+    tr_lua_config lua;
+    int           development;       /* error answers carry the Lua error and traceback */
+    size_t        max_head;          /* request line + headers; 0: 16 KB (431 beyond) */
+    size_t        body_limit;        /* default body limit; 0: 1 MB (413 beyond) */
+    uint32_t      header_timeout_ms; /* 0: 10 s (408) */
+    uint32_t      body_timeout_ms;   /* 0: 60 s (408) */
+    uint32_t      idle_timeout_ms;   /* keep-alive; 0: 5 s */
+    uint32_t      max_conns;         /* per worker; 0: 10,000 (accepting pauses) */
+    uint32_t      drain_ms;          /* a replaced generation's requests may run this
+                                        long; 0: 30 s (then they are cancelled) */
+} tr_http_config;
+
+/* Serves the app on a running runtime: binds the port on every worker (SO_REUSEPORT;
+ * errors come back here, with err filled) and loads the script in a handler VM per
+ * worker (a load error fails it too, err gives file and line). A request is handled
+ * on the worker that accepted its connection. At most one server per runtime
+ * (TR_EEXIST). SIGPIPE is set to be ignored unless the program has its own handler. */
+int tr_http_start(tr_runtime *rt, const tr_http_config *cfg, char *err, size_t errlen);
+
+/* The port actually bound (useful with port 0), or -1 when no server runs. */
+int tr_http_port(tr_runtime *rt);
+
+/* Hot reload: loads the app script again as a new generation in fresh handler VMs.
+ * If any fails to load or its app:self_check() returns false, the new generation is
+ * discarded, the old one keeps serving, and err says why. Else new requests go to
+ * it while those in flight finish on theirs. Not from a worker thread. 0, TR_ESTATE
+ * (no server), TR_EFAIL or TR_ENOMEM with err. *gen (may be NULL): the generation. */
+int tr_http_reload(tr_runtime *rt, char *err, size_t errlen, uint64_t *gen);
+
+/* Graceful shutdown, first step: stop accepting, close idle connections, let the
+ * requests in flight finish (their connections close after the response). Returns
+ * when no connection is left (0) or deadline_ms passed (TR_ETIMEDOUT). Then
+ * tr_runtime_stop. Not from a worker thread. */
+int tr_http_drain(tr_runtime *rt, int deadline_ms);
+
+/* The server's status as a JSON object (generation, connections, requests in flight
+ * per generation, reloads, the last reload error). Returns snprintf's count. */
+int tr_http_status(tr_runtime *rt, char *out, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,13 +1,18 @@
 /*
  * embed.c — a C program that embeds troupe: it starts a runtime in background
  * threads, spawns actors under a supervisor, exchanges messages and calls with them
- * from its own thread, watches a crash being repaired, and shuts down cleanly.
+ * from its own thread, watches a crash being repaired, serves a Lua HTTP app (app.lua,
+ * or the file named by its first argument) and reloads it, and shuts down cleanly.
  * Exits 0 when every step gave the expected answer.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <troupe.h>
 
@@ -70,7 +75,63 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-int main(void)
+/* One HTTP/1.1 request to 127.0.0.1:port; the whole answer (the server closes). */
+static int http_get(int port, const char *path, char *out, size_t n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[256];
+    int len = snprintf(req, sizeof req,
+                       "GET %s HTTP/1.1\r\nHost: embed\r\nConnection: close\r\n\r\n", path);
+    size_t got = 0;
+    ssize_t r = write(fd, req, (size_t)len);
+    while (r == len && got < n - 1 && (r = read(fd, out + got, n - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fd);
+    return (int)got;
+}
+
+/* Serves app.lua on a free port, asks it something, reloads it, asks again. */
+static int serve_lua(tr_runtime *rt, const char *app)
+{
+    tr_http_config http;
+    memset(&http, 0, sizeof http);
+    http.script = app;           /* port 0: any free port; lua: the defaults */
+    char err[512], answer[2048], status[1024];
+    int rc = tr_http_start(rt, &http, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "embed: tr_http_start: %s: %s\n", tr_strerror(rc), err);
+        return 0;
+    }
+    int port = tr_http_port(rt);
+    http_get(port, "/hello/embedder", answer, sizeof answer);
+    printf("GET /hello/embedder on port %d: %s\n", port, strstr(answer, "\r\n\r\n") ?
+           strstr(answer, "\r\n\r\n") + 4 : answer);
+    int ok = strncmp(answer, "HTTP/1.1 200 ", 13) == 0 &&
+             strstr(answer, "\"hello\":\"embedder\"") != NULL;
+    http_get(port, "/nowhere", answer, sizeof answer);
+    ok = ok && strncmp(answer, "HTTP/1.1 404 ", 13) == 0;
+
+    uint64_t gen = 0;
+    rc = tr_http_reload(rt, err, sizeof err, &gen);
+    tr_http_status(rt, status, sizeof status);
+    printf("reloaded: %s, generation %llu; status %s\n", rc == 0 ? "ok" : err,
+           (unsigned long long)gen, status);
+    ok = ok && rc == 0 && gen == 2 && strstr(status, "\"generation\":2") != NULL;
+    http_get(port, "/hello/again", answer, sizeof answer);
+    ok = ok && strstr(answer, "\"hello\":\"again\"") != NULL;
+    ok = ok && tr_http_drain(rt, 2000) == 0;
+    return ok;
+}
+
+int main(int argc, char **argv)
 {
     tr_config cfg;
     tr_config_init(&cfg);
@@ -110,6 +171,8 @@ int main(void)
            balance_of(rt, fresh));
     ok = ok && !tr_alive(rt, acct) && fresh != acct && balance_of(rt, fresh) == 0;
     ok = ok && tr_send(rt, acct, DEPOSIT, &b, sizeof b) == TR_ENOPROC;
+
+    ok = serve_lua(rt, argc > 1 ? argv[1] : EMBED_APP) && ok;
 
     tr_runtime_stop(rt, 2000);
     tr_runtime_wait(rt);

@@ -18,47 +18,8 @@
 #include "troupe.h"
 #include "vm.h"
 
-typedef struct tr_http_opts {
-    const char *host;              /* listen address; NULL: 127.0.0.1 */
-    int         port;
-    const char *script;            /* the app script each handler VM loads */
-    tr_lvm_opts vm;                /* memory cap and CPU budget of the handler VMs */
-    size_t      max_head;          /* request line + headers; 0: 16 KB (431 beyond) */
-    size_t      body_limit;        /* default body limit; 0: 1 MB (413 beyond) */
-    uint32_t    header_timeout_ms; /* 0: 10 s (408) */
-    uint32_t    body_timeout_ms;   /* 0: 60 s (408) */
-    uint32_t    idle_timeout_ms;   /* keep-alive; 0: 5 s */
-    uint32_t    max_conns;         /* per worker; 0: 10,000 (accepting pauses) */
-    uint32_t    drain_ms;          /* a replaced generation's requests may run this
-                                      long; 0: 30 s (then they are cancelled) */
-    int         development;       /* error pages carry the Lua error */
-} tr_http_opts;
-
-/* Binds the port on every worker (errors come back here, with err filled), spawns
- * a handler VM per worker with the app script (a load error fails it too), and
- * starts serving. At most one server per runtime (TR_EEXIST). */
-int tr_http_start(tr_runtime *rt, const tr_http_opts *opts, char *err, size_t errlen);
-
-/* The port actually bound (useful with port 0), or -1 when no server runs. */
-int tr_http_port(tr_runtime *rt);
-
-/* Hot reload: loads the app script again as a new generation in fresh handler VMs
- * (one per worker). If any fails to load or its app:self_check() returns false, the
- * new generation is discarded, the old one keeps serving, and err says why (file and
- * line for a Lua error). Else new requests go to it while those in flight finish on
- * their generation. Not from a worker thread (it waits for every worker to switch).
- * 0, TR_ESTATE (no server), TR_EFAIL/TR_ENOMEM with err. *gen: the generation now. */
-int tr_http_reload(tr_runtime *rt, char *err, size_t errlen, uint64_t *gen);
-
-/* Graceful shutdown, first step: stop accepting, close idle connections, let the
- * requests in flight finish (their connections close after the response). Returns
- * when no connection is left (0) or deadline_ms passed (TR_ETIMEDOUT). Not from a
- * worker thread. */
-int tr_http_drain(tr_runtime *rt, int deadline_ms);
-
-/* The server's status as a JSON object (generation, connections, requests in flight
- * per generation, reloads, the last reload error). Returns snprintf's count. */
-int tr_http_status(tr_runtime *rt, char *out, size_t n);
+/* The server's public API (tr_http_config, tr_http_start, _port, _reload, _drain,
+ * _status) is in troupe.h. */
 
 /* ---- for the Lua binding (bindings/http.c) ---- */
 

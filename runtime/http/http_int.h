@@ -115,7 +115,8 @@ struct tr_http_worker {
 
 typedef struct tr_http_server {
     tr_runtime      *rt;
-    tr_http_opts     o;
+    tr_http_config   o;
+    tr_lvm_opts      vm;           /* of the handler VMs, from o.lua */
     pthread_mutex_t  lock;         /* reloads, one at a time; last_error */
     uint64_t         gen;          /* the newest generation started */
     uint64_t         reloads, reload_failures;

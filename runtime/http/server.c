@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -459,6 +460,23 @@ static char *dup_str(const char *s)
     return p;
 }
 
+enum { LUA_PATH_MAX = 4 * PATH_MAX };
+
+/* tr_lua_default_path for the directory of script, into out (LUA_PATH_MAX). */
+static int default_path(char *out, const char *script)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(script, '/');
+    size_t len = slash ? (size_t)(slash - script) : 0;
+    if (len >= sizeof dir)
+        return TR_EINVAL;
+    memcpy(dir, script, len);
+    dir[len] = '\0';
+    if (slash && len == 0)
+        snprintf(dir, sizeof dir, "/");
+    return tr_lua_default_path(out, LUA_PATH_MAX, slash ? dir : ".");
+}
+
 /* A socket bound to the address, with SO_REUSEPORT so every worker binds one. */
 static int bind_socket(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
 {
@@ -533,8 +551,7 @@ static int spawn_generation(tr_http_server *srv, char *err, size_t errlen)
         req.script = srv->script;
         req.app = 1;
         req.host = &hooks;
-        req.vm = srv->o.vm;
-        req.vm.pooled = true;
+        req.vm = srv->vm;
         tr_spawn_opts so = TR_SPAWN_OPTS_INIT;
         so.worker = i;
         rc = tr_lua_spawn_actor(rt, &req, &so, &vm->pid);
@@ -691,7 +708,7 @@ int tr_http_status(tr_runtime *rt, char *out, size_t n)
     return len;
 }
 
-int tr_http_start(tr_runtime *rt, const tr_http_opts *opts, char *err, size_t errlen)
+int tr_http_start(tr_runtime *rt, const tr_http_config *opts, char *err, size_t errlen)
 {
     err[0] = '\0';
     /* A client gone mid-write must be an EPIPE, not the death of the process: the
@@ -721,16 +738,29 @@ int tr_http_start(tr_runtime *rt, const tr_http_opts *opts, char *err, size_t er
     srv->n = tr_runtime_workers(rt);
     srv->script = dup_str(opts->script);
     srv->host = dup_str(opts->host ? opts->host : "127.0.0.1");
-    srv->lua_path = dup_str(opts->vm.lua_path);
+    if (opts->lua.lua_path)
+        srv->lua_path = dup_str(opts->lua.lua_path);
+    else if (opts->script && (srv->lua_path = tr_malloc(LUA_PATH_MAX)) != NULL &&
+             default_path(srv->lua_path, opts->script) < 0) {
+        snprintf(err, errlen, "the default package.path is too long for %s", opts->script);
+        server_release(srv, 0);
+        return TR_EINVAL;
+    }
     srv->w = tr_malloc(sizeof *srv->w * (size_t)srv->n);
-    if (srv->script == NULL || srv->host == NULL || srv->w == NULL ||
-        (opts->vm.lua_path && srv->lua_path == NULL)) {
+    if (srv->script == NULL || srv->host == NULL || srv->w == NULL || srv->lua_path == NULL) {
         server_release(srv, 0);
         goto nomem;
     }
     srv->o.script = srv->script;
     srv->o.host = srv->host;
-    srv->o.vm.lua_path = srv->lua_path;
+    srv->o.lua.lua_path = srv->lua_path;
+    srv->vm = (tr_lvm_opts){
+        .mem_limit = opts->lua.mem_limit,
+        .budget_ms = opts->lua.budget_ms ? opts->lua.budget_ms : 1000,
+        .unsafe = opts->lua.unsafe != 0,
+        .lua_path = srv->lua_path,
+        .pooled = true,
+    };
     if (srv->o.max_head == 0) srv->o.max_head = 16 * 1024;
     if (srv->o.body_limit == 0) srv->o.body_limit = 1024 * 1024;
     if (srv->o.header_timeout_ms == 0) srv->o.header_timeout_ms = 10000;

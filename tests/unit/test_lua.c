@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -362,6 +363,34 @@ static void test_pooled_vm(void **state)
     tr_alloc_track(0);
 }
 
+/* tr_lua_default_path: TROUPE_LUA_PATH first, then the framework found from where
+ * libtroupe was loaded (this test binary links libtroupe.a from build/.../tests/, so
+ * scripts/ of the source tree), then the script's directory; too small a buffer is
+ * an error, never a truncated path. */
+static void test_default_path(void **state)
+{
+    (void)state;
+    char out[8192], want[8192];
+    unsetenv("TROUPE_LUA_PATH");
+    assert_int_equal(tr_lua_default_path(out, sizeof out, "/srv/app"), 0);
+    char *fw = realpath("scripts", NULL);     /* the tests run from the source root */
+    assert_non_null(fw);
+    snprintf(want, sizeof want, "%s/?.lua;%s/?/init.lua;/srv/app/?.lua;/srv/app/?/init.lua;./?.lua",
+             fw, fw);
+    assert_string_equal(out, want);
+    free(fw);
+
+    setenv("TROUPE_LUA_PATH", "/opt/mine/?.lua", 1);
+    assert_int_equal(tr_lua_default_path(out, sizeof out, NULL), 0);
+    assert_true(strncmp(out, "/opt/mine/?.lua;", 16) == 0);
+    assert_non_null(strstr(out, ";./?.lua;./?/init.lua;./?.lua"));
+    unsetenv("TROUPE_LUA_PATH");
+
+    size_t need = strlen(want) + 1;
+    assert_int_equal(tr_lua_default_path(out, need, "/srv/app"), 0);
+    assert_int_equal(tr_lua_default_path(out, need - 1, "/srv/app"), TR_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_chunk_cache_is_bounded),
         cmocka_unit_test(test_chunk_cache_across_workers),
         cmocka_unit_test(test_pooled_vm),
+        cmocka_unit_test(test_default_path),
     };
     return cmocka_run_group_tests_name("lua", tests, setup, teardown);
 }
