@@ -425,7 +425,8 @@ typedef struct tr_http_config {
  * errors come back here, with err filled) and loads the script in a handler VM per
  * worker (a load error fails it too, err gives file and line). A request is handled
  * on the worker that accepted its connection. At most one server per runtime
- * (TR_EEXIST). SIGPIPE is set to be ignored unless the program has its own handler. */
+ * (TR_EEXIST); no script or a bad port: TR_EINVAL. SIGPIPE is set to be ignored
+ * unless the program has its own handler. */
 int tr_http_start(tr_runtime *rt, const tr_http_config *cfg, char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0), or -1 when no server runs. */

@@ -111,10 +111,11 @@ static int serve_lua(tr_runtime *rt, const char *app)
         return 0;
     }
     int port = tr_http_port(rt);
+    int ok = tr_http_start(rt, &http, err, sizeof err) == TR_EEXIST;   /* one per runtime */
     http_get(port, "/hello/embedder", answer, sizeof answer);
     printf("GET /hello/embedder on port %d: %s\n", port, strstr(answer, "\r\n\r\n") ?
            strstr(answer, "\r\n\r\n") + 4 : answer);
-    int ok = strncmp(answer, "HTTP/1.1 200 ", 13) == 0 &&
+    ok = ok && strncmp(answer, "HTTP/1.1 200 ", 13) == 0 &&
              strstr(answer, "\"hello\":\"embedder\"") != NULL;
     http_get(port, "/nowhere", answer, sizeof answer);
     ok = ok && strncmp(answer, "HTTP/1.1 404 ", 13) == 0;

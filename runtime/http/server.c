@@ -711,6 +711,11 @@ int tr_http_status(tr_runtime *rt, char *out, size_t n)
 int tr_http_start(tr_runtime *rt, const tr_http_config *opts, char *err, size_t errlen)
 {
     err[0] = '\0';
+    if (opts == NULL || opts->script == NULL || opts->port < 0 || opts->port > 65535) {
+        snprintf(err, errlen, opts == NULL || opts->script == NULL ? "no app script"
+                                                                  : "bad port");
+        return TR_EINVAL;
+    }
     /* A client gone mid-write must be an EPIPE, not the death of the process: the
      * default SIGPIPE action is changed, a handler the embedder set is kept. */
     struct sigaction sa;
@@ -740,7 +745,7 @@ int tr_http_start(tr_runtime *rt, const tr_http_config *opts, char *err, size_t 
     srv->host = dup_str(opts->host ? opts->host : "127.0.0.1");
     if (opts->lua.lua_path)
         srv->lua_path = dup_str(opts->lua.lua_path);
-    else if (opts->script && (srv->lua_path = tr_malloc(LUA_PATH_MAX)) != NULL &&
+    else if ((srv->lua_path = tr_malloc(LUA_PATH_MAX)) != NULL &&
              default_path(srv->lua_path, opts->script) < 0) {
         snprintf(err, errlen, "the default package.path is too long for %s", opts->script);
         server_release(srv, 0);
