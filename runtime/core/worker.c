@@ -94,6 +94,18 @@ static void push_pinned(tr_worker *w, tr_actor *a)
     pthread_mutex_unlock(&w->qlock);
 }
 
+/* Work was queued on self from self's own thread, which needs no wakeup, except
+ * from a callback of the uv_run(UV_RUN_ONCE) the worker sleeps in: libuv runs the
+ * timers that are due (and the prepare handles) *before* it computes how long to
+ * poll, so a timer that came due just as the worker went to sleep would queue its
+ * actor and then leave the worker blocked in epoll with nothing left to wake it.
+ * uv_stop makes that poll return at once (the loop resets the flag on return). */
+static void queued_locally(tr_worker *self)
+{
+    if (atomic_load_explicit(&self->sleeping, memory_order_relaxed))
+        uv_stop(&self->loop);
+}
+
 /* a has just become QUEUED: put it where it will run. */
 void tr__schedule(tr_runtime *rt, tr_actor *a)
 {
@@ -105,6 +117,8 @@ void tr__schedule(tr_runtime *rt, tr_actor *a)
         push_pinned(t, a);
         if (t != self)
             tr__worker_wake(t);
+        else
+            queued_locally(self);
         return;
     }
     if (self) {
@@ -114,6 +128,7 @@ void tr__schedule(tr_runtime *rt, tr_actor *a)
             push_floating(self, old);
             notify_idle(rt, self);
         }
+        queued_locally(self);
         return;
     }
     uint32_t i = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed);
@@ -149,6 +164,8 @@ void tr__worker_command(tr_worker *w, tr__cmd *c)
     pthread_mutex_unlock(&w->qlock);
     if (tr__cur_worker != w)
         tr__worker_wake(w);
+    else
+        queued_locally(w);
 }
 
 static void run_commands(tr_worker *w, tr__cmd *c)

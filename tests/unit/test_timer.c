@@ -554,6 +554,58 @@ static void test_timer_call_timeout_cancelled(void **unused)
     assert_in_range(th_now_ms() - start, 0, 2000);
 }
 
+/* ---- a timer due just as its worker goes to sleep ------------------------------- */
+
+/* Each message sets the next 1 ms timer to itself, until `left` runs out. */
+typedef struct chain {
+    atomic_int left, done;
+} chain;
+
+static int chain_receive(tr_ctx *ctx, void *state, tr_msg *msg)
+{
+    (void)msg;
+    chain *c = state;
+    if (atomic_fetch_sub(&c->left, 1) <= 1) {
+        atomic_store(&c->done, 1);
+        return 0;
+    }
+    return tr_send_after(tr_ctx_runtime(ctx), tr_self(ctx), TAG_TICK, NULL, 0, 1, NULL);
+}
+
+static const tr_behaviour chain_behaviour = { "chain", ticker_init, chain_receive, NULL };
+
+/* A regression test for a lost wakeup found by the TSan spec run (runtime/core/
+ * worker.c): a worker about to sleep calls uv_run(UV_RUN_ONCE), which runs the timers
+ * due *before* it computes its poll timeout. A timer that came due in the moment
+ * between the worker's last look at its queues and that call delivered its message
+ * there, queued the actor on the same worker (no wakeup needed on its own thread),
+ * and libuv then blocked in epoll with no timeout left: the actor and every timer it
+ * would set waited forever. Chains of 1 ms timers, floating and pinned, on otherwise
+ * idle workers, make that moment come up many times. */
+static void test_timer_due_as_worker_sleeps(void **unused)
+{
+    (void)unused;
+    enum { LINKS = 1500 };
+    tr_runtime *rt = th_runtime(2);
+    static chain floating, pinned;
+    atomic_store(&floating.left, LINKS);
+    atomic_store(&pinned.left, LINKS);
+    atomic_store(&floating.done, 0);
+    atomic_store(&pinned.done, 0);
+    tr_pid pf = 0, pp = 0;
+    tr_spawn_opts on1 = TR_SPAWN_OPTS_INIT;
+    on1.worker = 1;
+    assert_int_equal(tr_spawn(rt, &chain_behaviour, &floating, NULL, &pf), 0);
+    assert_int_equal(tr_spawn(rt, &chain_behaviour, &pinned, &on1, &pp), 0);
+    assert_int_equal(tr_send(rt, pf, TAG_TICK, NULL, 0), 0);
+    assert_int_equal(tr_send(rt, pp, TAG_TICK, NULL, 0), 0);
+    TH_WAIT_UNTIL(atomic_load(&floating.done) && atomic_load(&pinned.done), 30000);
+    /* left: how many links each chain still had to go when the wait ended */
+    assert_int_equal(atomic_load(&floating.left), 0);
+    assert_int_equal(atomic_load(&pinned.left), 0);
+    th_finish(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -566,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_timer_pending_at_stop),
         cmocka_unit_test(test_timer_set_just_before_stop),
         cmocka_unit_test(test_timer_call_timeout_cancelled),
+        cmocka_unit_test(test_timer_due_as_worker_sleeps),
     };
     if (getenv("TEST_FILTER"))   /* e.g. TEST_FILTER='*order*' runs one test */
         cmocka_set_test_filter(getenv("TEST_FILTER"));
