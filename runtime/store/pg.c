@@ -13,6 +13,7 @@
  * go to a done list that the outermost entry point (tr__pg_leave) drains, so a
  * callback may call back into the driver.
  */
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,27 @@ void tr_pg_config_current(tr_pg *pg, tr_pg_config *out, char *url, size_t urlcap
     pthread_mutex_unlock(&pg->lock);
 }
 
+/* The url's host when it is one name to look up: not a socket directory, not an
+ * address, not a list, and no hostaddr given. libpq would resolve it with a blocking
+ * getaddrinfo inside PQconnectPoll, on the worker's thread; the pool resolves it on
+ * libuv's thread pool instead and hands libpq the addresses (pg_conn.c). */
+static const char *resolvable_host(const char **kw, const char **val)
+{
+    const char *host = NULL;
+    for (int i = 0; kw[i]; i++) {
+        if (strcmp(kw[i], "hostaddr") == 0)
+            return NULL;
+        if (strcmp(kw[i], "host") == 0)
+            host = val[i];
+    }
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (host == NULL || host[0] == '\0' || host[0] == '/' || host[0] == '@' ||
+        strchr(host, ',') || inet_pton(AF_INET, host, addr) == 1 ||
+        inet_pton(AF_INET6, host, addr) == 1 || strlen(host) > 253)
+        return NULL;
+    return host;
+}
+
 /* The pool's conninfo: the url's settings plus ours (ISO dates, hex bytea, UTF-8,
  * the statement timeout), added to the user's own `options`. */
 void tr__pg_conninfo(pg_pool *p)
@@ -137,6 +159,7 @@ void tr__pg_conninfo(pg_pool *p)
     tr_free(p->kwbuf);
     p->kw = p->val = NULL;
     p->kwbuf = NULL;
+    p->resolve_host = NULL;
     char *msg = NULL;
     PQconninfoOption *o = PQconninfoParse(p->url ? p->url : "", &msg);
     if (o == NULL) {
@@ -208,6 +231,7 @@ void tr__pg_conninfo(pg_pool *p)
     p->kw[k] = NULL;
     p->val[k] = NULL;
     PQconninfoFree(o);
+    p->resolve_host = resolvable_host(p->kw, p->val);
 }
 
 /* Takes the driver's configuration if it changed since the pool last looked. */

@@ -91,6 +91,8 @@ struct tr_pg_conn {
     uint8_t     pinned, draining, retiring, release_pending, flushing, closed;
     uint8_t     rollback_sent, counted_idle, zombie;
     uint8_t     corked, nocork; /* TCP_CORK set until the loop polls; not a TCP socket */
+    uint8_t     resolving;      /* gai in flight: its host name, before libpq starts */
+    uv_getaddrinfo_t gai;       /* counted in handles until its callback */
     int         handles;        /* open uv handles; freed when the last one closes */
     int         load;           /* queries assigned and not finished */
     pg_seg     *seg_head, *seg_tail;
@@ -118,6 +120,9 @@ struct pg_pool {
     char         *url;
     const char  **kw, **val;     /* conninfo for PQconnectStartParams */
     char         *kwbuf;
+    const char   *resolve_host;  /* the url's host name, resolved off the loop thread
+                                    (libpq would block in getaddrinfo); NULL: none */
+    int           resolving;     /* connections whose name lookup is in flight */
     unsigned      cfg_gen;       /* the driver's generation this copy is from */
     unsigned      conn_gen;      /* bumped when url or session settings change */
     tr_pg_conn   *conns;         /* connecting and ready ones */

@@ -51,6 +51,14 @@ void tr__pg_pool_refresh(pg_pool *p)
         p->cfg_err[0] = '\0';
         tr__pg_conninfo(p);
     }
+    if (url_changed) {          /* a new server: wait for it rather than fail fast */
+        p->backoff_ms = 0;
+        p->next_connect_at = 0;
+        if (p->down) {
+            p->down = 0;
+            tr__pg_count(&p->n.down, -1);
+        }
+    }
     p->cfg_gen = g;
     trim(p);
 }
@@ -793,6 +801,8 @@ void tr__pg_pool_free(pg_pool *p)
     for (tr_pg_conn *c = p->zombies; c; c = c->next)
         c->pinned = 0;           /* nobody releases them now: free when closed */
     uv_run(p->loop, UV_RUN_NOWAIT);
+    while (p->resolving > 0)     /* a name lookup that had started: its callback frees */
+        uv_run(p->loop, UV_RUN_ONCE);
     while (p->zombies) {         /* closed long ago, still pinned: free them here */
         tr_pg_conn *c = p->zombies;
         p->zombies = c->next;

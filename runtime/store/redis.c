@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "redis_int.h"
@@ -41,6 +42,8 @@ struct tr__rop {
     char           *qerr;       /* multi: the first command refused while queueing */
     char           *buf;
     size_t          len, cap;
+    tr__rop        *pnext;      /* the connection's queue while its host is looked up */
+    void           *kept;       /* then: a copy of the commands (argc, lens, argv, bytes) */
     char            inl[88];
 };
 
@@ -48,6 +51,7 @@ struct tr__rop {
 
 static void op_free(tr__rop *op)
 {
+    tr_free(op->kept);
     if (op->buf != op->inl)
         tr_free(op->buf);
     tr_free(op->qerr);
@@ -361,6 +365,108 @@ static const char *forbidden(const char *const *argv, const size_t *len, int arg
     return NULL;
 }
 
+/* Queues op's commands on the connection (MULTI and EXEC around them if asked). */
+static void send_op(tr__rconn *c, tr__rop *op, const int *argc, const char *const *argv,
+                    const size_t *argvlen)
+{
+    /* hiredis refuses a command only when the context is being freed, which c->ac
+     * never is; count what was queued anyway, so the callbacks stay balanced. */
+    if (op->multi && redisAsyncCommand(c->ac, on_reply, op, "MULTI") == REDIS_OK)
+        op->expect++;
+    for (uint32_t i = 0, off = 0; i < op->ncmds; off += (uint32_t)argc[i++])
+        if (redisAsyncCommandArgv(c->ac, on_reply, op, argc[i], (const char **)argv + off,
+                                  argvlen + off) == REDIS_OK)
+            op->expect++;
+    if (op->multi && redisAsyncCommand(c->ac, on_reply, op, "EXEC") == REDIS_OK)
+        op->expect++;
+}
+
+/* A copy of req's commands in op->kept: argc[ncmds], lens[total], argv[total], bytes. */
+static int keep(tr__rop *op, const tr_redis_req *req, const size_t *argvlen)
+{
+    size_t total = 0, bytes = 0;
+    for (int i = 0; i < req->ncmds; i++)
+        total += (size_t)req->argc[i];
+    for (size_t i = 0; i < total; i++)
+        bytes += argvlen[i];
+    size_t head = sizeof(int) * (size_t)req->ncmds;
+    head = (head + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t);
+    char *k = tr_malloc(head + total * (sizeof(size_t) + sizeof(char *)) + bytes);
+    if (k == NULL)
+        return TR_ENOMEM;
+    int *argc = (int *)k;
+    size_t *lens = (size_t *)(k + head);
+    const char **argv = (const char **)(lens + total);
+    char *b = (char *)(argv + total);
+    memcpy(argc, req->argc, sizeof(int) * (size_t)req->ncmds);
+    for (size_t i = 0; i < total; i++) {
+        lens[i] = argvlen[i];
+        memcpy(b, req->argv[i], argvlen[i]);
+        argv[i] = b;
+        b += argvlen[i];
+    }
+    op->kept = k;
+    return 0;
+}
+
+/* The connection exists now: sends the commands that waited for it, in order. */
+void tr__redis_send_pending(tr__rconn *c)
+{
+    tr__rop *op = c->pend_head;
+    c->pend_head = NULL;
+    c->pend_tail = &c->pend_head;
+    while (op) {
+        tr__rop *next = op->pnext;
+        op->pnext = NULL;
+        if (!op->finished) {          /* not timed out while it waited */
+            size_t head = (sizeof(int) * op->ncmds + sizeof(size_t) - 1) / sizeof(size_t) *
+                          sizeof(size_t), total = 0;
+            const int *argc = op->kept;
+            for (uint32_t i = 0; i < op->ncmds; i++)
+                total += (size_t)argc[i];
+            const size_t *lens = (const size_t *)((char *)op->kept + head);
+            send_op(c, op, argc, (const char *const *)(lens + total), lens);
+        }
+        tr_free(op->kept);
+        op->kept = NULL;
+        if (op->expect == 0) {        /* timed out, or refused: nothing will answer */
+            c->inflight--;
+            unlink_op(c, op);
+            if (op->finished || c->r->closing) {
+                op_free(op);
+            } else {
+                op_fail(op, TR_ESTATE, "redis: the connection refused the command");
+                deliver(op);
+            }
+        }
+        op = next;
+    }
+}
+
+/* No connection after all (the lookup or the attempt failed, or closing): the
+ * commands that waited for it fail with why. */
+void tr__redis_fail_pending(tr__rconn *c, const char *why)
+{
+    tr__rop *op = c->pend_head;
+    c->pend_head = NULL;
+    c->pend_tail = &c->pend_head;
+    while (op) {
+        tr__rop *next = op->pnext;
+        op->pnext = NULL;
+        c->inflight--;
+        unlink_op(c, op);
+        if (op->finished || c->r->closing) {
+            op_free(op);
+        } else {
+            char msg[256];
+            snprintf(msg, sizeof msg, "redis: not connected (%s); retrying", why);
+            op_fail(op, TR_ESTATE, msg);
+            deliver(op);
+        }
+        op = next;
+    }
+}
+
 int tr_redis_submit(tr_runtime *rt, const tr_redis_req *req, char *err, size_t errlen)
 {
     char scratch[8];
@@ -414,7 +520,8 @@ int tr_redis_submit(tr_runtime *rt, const tr_redis_req *req, char *err, size_t e
     if (c == NULL && (c = r->conns[w] = tr__rconn_new(r, tr_worker_loop(rt, w))) == NULL)
         goto nomem;
     tr__rconn_refresh(c);
-    if (c->ac == NULL || (c->failed && c->state != TR__RC_UP)) {
+    if ((c->ac == NULL && !(c->resolving && !c->failed)) ||
+        (c->failed && c->state != TR__RC_UP)) {
         tr_free(lens);
         tr__rconn_err(c, err, errlen);
         return TR_ESTATE;
@@ -435,16 +542,21 @@ int tr_redis_submit(tr_runtime *rt, const tr_redis_req *req, char *err, size_t e
     op->multi = req->multi != 0;
     op->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : atomic_load(&r->timeout_ms);
     op->deadline = uv_now(c->loop) + (uint64_t)op->timeout_ms;
-    /* hiredis refuses a command only when the context is being freed, which c->ac
-     * never is; count what was queued anyway, so the callbacks stay balanced. */
-    if (op->multi && redisAsyncCommand(c->ac, on_reply, op, "MULTI") == REDIS_OK)
-        op->expect++;
-    for (int i = 0, off = 0; i < req->ncmds; off += req->argc[i++])
-        if (redisAsyncCommandArgv(c->ac, on_reply, op, req->argc[i], req->argv + off,
-                                  argvlen + off) == REDIS_OK)
-            op->expect++;
-    if (op->multi && redisAsyncCommand(c->ac, on_reply, op, "EXEC") == REDIS_OK)
-        op->expect++;
+    if (c->ac == NULL) {
+        /* The host name is being looked up: keep a copy of the commands, sent in
+         * order once the connection exists (or failed with it). */
+        if (keep(op, req, argvlen) < 0) {
+            op_free(op);
+            goto nomem;
+        }
+        tr_free(lens);
+        *c->pend_tail = op;
+        c->pend_tail = &op->pnext;
+        c->inflight++;
+        link_op(c, op);
+        return 0;
+    }
+    send_op(c, op, req->argc, req->argv, argvlen);
     tr_free(lens);
     if (op->expect == 0) {
         op_free(op);
@@ -490,6 +602,12 @@ static void redis_free(void *p)
     tr__redis_sub_free(r);
     for (int i = 0; i < r->nworkers; i++)
         uv_run(tr_worker_loop(r->rt, i), UV_RUN_NOWAIT);
+    while (atomic_load(&r->resolving) > 0) {   /* lookups that had started: they free */
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+        for (int i = 0; i < r->nworkers; i++)
+            uv_run(tr_worker_loop(r->rt, i), UV_RUN_NOWAIT);
+    }
     tr__rcfg_free(&r->cfg);
     pthread_mutex_destroy(&r->lock);
     tr_free(r->conns);

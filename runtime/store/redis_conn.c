@@ -8,6 +8,9 @@
  * attempt (the command timeout). While a connection is down after a failure,
  * `failed` tells tr_redis_submit to fail commands at once.
  */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +142,7 @@ static void conn_lost(tr__rconn *c)
 {
     c->state = TR__RC_DOWN;
     c->failed = 1;
+    tr__redis_fail_pending(c, c->why);
     if (c->on_down)
         c->on_down(c);
     schedule_retry(c);
@@ -233,15 +237,20 @@ static void conn_fail_start(tr__rconn *c, const char *why)
     conn_lost(c);
 }
 
-static void conn_start(tr__rconn *c)
+/* 1 when host is a name to look up (hiredis would block in getaddrinfo). */
+static int is_name(const char *host)
 {
-    if (c->r->closing)
-        return;
-    if (conn_config(c) < 0) {
-        conn_fail_start(c, "out of memory");
-        return;
-    }
-    redisAsyncContext *ac = redisAsyncConnect(c->cfg.host, c->cfg.port);
+    unsigned char addr[sizeof(struct in6_addr)];
+    return host[0] != '\0' && inet_pton(AF_INET, host, addr) != 1 &&
+           inet_pton(AF_INET6, host, addr) != 1;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+
+/* Connects to addr (an IP address) with the configuration's port, AUTH and SELECT. */
+static void connect_to(tr__rconn *c, const char *addr)
+{
+    redisAsyncContext *ac = redisAsyncConnect(addr, c->cfg.port);
     if (ac == NULL) {
         conn_fail_start(c, "out of memory");
         return;
@@ -278,8 +287,83 @@ static void conn_start(tr__rconn *c)
         redisAsyncCommand(ac, on_setup, c, "SELECT %d", c->cfg.db);
         c->setup_left++;
     }
+    tr__redis_send_pending(c);
+}
+
+/* A connection attempt: a host name is looked up on libuv's thread pool first, then
+ * connected to; the retry timer bounds the whole attempt. */
+static void conn_start(tr__rconn *c)
+{
+    if (c->r->closing)
+        return;
+    if (conn_config(c) < 0) {
+        conn_fail_start(c, "out of memory");
+        return;
+    }
+    c->state = TR__RC_CONNECTING;
     int ms = atomic_load(&c->r->timeout_ms);
     uv_timer_start(&c->retry, on_retry, (uint64_t)ms, 0);
+    if (!is_name(c->cfg.host)) {
+        connect_to(c, c->cfg.host);
+        return;
+    }
+    if (c->resolving)
+        return;                  /* the lookup in flight connects when it is done */
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    c->gai.data = c;
+    c->resolve_gen = c->gen;
+    int rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->cfg.host, NULL, &hints);
+    if (rc < 0) {
+        char why[sizeof c->why];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", c->cfg.host, uv_strerror(rc));
+        conn_fail_start(c, why);
+        return;
+    }
+    c->resolving = 1;
+    atomic_fetch_add(&c->r->resolving, 1);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    tr__rconn *c = req->data;
+    tr_redis *r = c->r;
+    c->resolving = 0;
+    char addr[INET6_ADDRSTRLEN] = "";
+    for (const struct addrinfo *a = status == 0 ? res : NULL; a && !addr[0]; a = a->ai_next) {
+        if (a->ai_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)a->ai_addr)->sin_addr, addr,
+                      sizeof addr);
+        else if (a->ai_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr, addr,
+                      sizeof addr);
+    }
+    uv_freeaddrinfo(res);
+    if (c->close_expect) {       /* closing: the last of the three frees c */
+        if (++c->closed == c->close_expect) {
+            tr__rcfg_free(&c->cfg);
+            tr_free(c);
+        }
+        atomic_fetch_sub(&r->resolving, 1);
+        return;
+    }
+    atomic_fetch_sub(&r->resolving, 1);
+    if (c->state != TR__RC_CONNECTING || c->ac)
+        return;                  /* the attempt timed out meanwhile; a retry is due */
+    if (c->resolve_gen != c->gen) {
+        conn_start(c);           /* reconfigured meanwhile: look up the new host */
+        return;
+    }
+    if (!addr[0]) {
+        char why[sizeof c->why];
+        snprintf(why, sizeof why, "cannot resolve %s: %s", c->cfg.host,
+                 status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address");
+        conn_fail_start(c, why);
+        return;
+    }
+    connect_to(c, addr);
 }
 
 /* The retry timer while connecting: the attempt took too long. */
@@ -303,6 +387,7 @@ tr__rconn *tr__rconn_new(tr_redis *r, uv_loop_t *loop)
     c->r = r;
     c->loop = loop;
     c->backoff_ms = BACKOFF_MIN_MS;
+    c->pend_tail = &c->pend_head;
     uv_timer_init(loop, &c->retry);
     uv_timer_init(loop, &c->tmo);
     c->retry.data = c->tmo.data = c;
@@ -337,7 +422,7 @@ void tr__rconn_err(const tr__rconn *c, char *err, size_t errlen)
 static void conn_closed(uv_handle_t *h)
 {
     tr__rconn *c = h->data;
-    if (++c->closed == 2) {
+    if (++c->closed == c->close_expect) {
         tr__rcfg_free(&c->cfg);
         tr_free(c);
     }
@@ -352,6 +437,10 @@ void tr__rconn_close(tr__rconn *c)
         c->ac = NULL;
         redisAsyncFree(ac);
     }
+    tr__redis_fail_pending(c, "closing");
+    c->close_expect = 2 + c->resolving;     /* two timers, and a lookup in flight */
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai);    /* its callback still comes */
     uv_close((uv_handle_t *)&c->retry, conn_closed);
     uv_close((uv_handle_t *)&c->tmo, conn_closed);
 }

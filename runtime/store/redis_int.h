@@ -34,6 +34,7 @@ typedef struct tr_redis {
     _Atomic tr_pid   sub_pid;     /* the pub/sub actor (redis_sub.c), pinned to worker 0 */
     tr__rsub        *sub;         /* its state: worker 0's thread only */
     int              closing;     /* set by the free function: deliver nothing any more */
+    _Atomic int      resolving;   /* name lookups in flight, over every worker */
 } tr_redis;
 
 enum { TR__RC_CONNECTING = 1, TR__RC_UP, TR__RC_DOWN };
@@ -60,7 +61,13 @@ struct tr__rconn {
     void             (*on_up)(tr__rconn *c);
     void             (*on_down)(tr__rconn *c);
     void              *owner;
-    int                closed;      /* handles closed, while closing */
+    int                closed;      /* handles closed (and the lookup done), while closing */
+    int                close_expect; /* what closed counts to before c is freed */
+    int                resolving;   /* gai in flight (the host is a name) */
+    unsigned           resolve_gen; /* the configuration it looks up */
+    uv_getaddrinfo_t   gai;
+    tr__rop           *pend_head;   /* commands submitted while resolving, in order */
+    tr__rop          **pend_tail;
 };
 
 tr_redis *tr__redis_get(tr_runtime *rt);
@@ -79,6 +86,11 @@ void tr__rconn_refresh(tr__rconn *c);
 void tr__rconn_close(tr__rconn *c);
 /* The error message of a down connection: "redis: not connected (why); retrying". */
 void tr__rconn_err(const tr__rconn *c, char *err, size_t errlen);
+
+/* The commands submitted while the host name was looked up (redis.c): sent once the
+ * connection exists, or failed with why when it could not be made. */
+void tr__redis_send_pending(tr__rconn *c);
+void tr__redis_fail_pending(tr__rconn *c, const char *why);
 
 /* A result with no reply: status and the message msg (status 0: a confirmation).
  * NULL on out of memory. */
