@@ -1,7 +1,7 @@
 # troupe — the one build entry point.
 #   make                 build/troupe, build/libtroupe.{a,so}, build/troupe.pc
 #   make test            deps, build, every suite; ends with "N passed, N failed"
-#   make check-san       C unit tests under SAN=asan and SAN=tsan
+#   make check-san       unit, spec, HTTP, reload and dns suites under SAN=asan and SAN=tsan
 #   make run | bench | bench-actors | install PREFIX=... | clean
 #   SAN=asan|tsan        build into build/asan or build/tsan
 # Sources and warnings are listed explicitly.
@@ -62,7 +62,7 @@ LUA_SRC  := runtime/lua/codec.c runtime/lua/vm.c runtime/lua/chunks.c runtime/lu
 HTTP_SRC := runtime/http/server.c runtime/http/conn.c runtime/http/response.c \
             runtime/http/control.c bindings/http.c
 STORE_SRC := runtime/store/redis.c runtime/store/redis_conn.c runtime/store/redis_sub.c bindings/redis.c
-STORE_SRC += runtime/store/pg.c runtime/store/pg_pool.c runtime/store/pg_conn.c \
+STORE_SRC += runtime/store/pg.c runtime/store/pg_pool.c runtime/store/pg_conn.c runtime/store/pg_resolve.c \
              bindings/pg.c bindings/pg_value.c
 ACTORS_SRC := actors/supervisor.c
 LIB_SRC  := $(CORE_SRC) $(LUA_SRC) $(HTTP_SRC) $(STORE_SRC) $(ACTORS_SRC)
@@ -118,7 +118,7 @@ test: deps
 	@$(MAKE) --no-print-directory all unit
 	@tests/run.sh $(B)
 
-check-san:
+check-san: deps
 	@$(MAKE) --no-print-directory SAN=asan all unit
 	@$(MAKE) --no-print-directory SAN=tsan all unit
 	@tests/run.sh --san build/asan build/tsan

@@ -160,36 +160,42 @@ run_spec() {
 
 # ---- (c) integration scripts -----------------------------------------------------
 
+# One integration script; its `N passed, N failed` line is added to the totals.
+#   run_script SCRIPT [LABEL]
+run_script() {
+    local script=$1 label=${2:-$1} name log rc=0 p f last
+    name=$(basename "$script")
+    log=$logs/integration.$(printf '%s' "$label" | tr -c 'a-zA-Z0-9._-' '_').log
+    printf -- '--- %s\n' "$label"
+    run_logged "$log" "$INTEGRATION_TIMEOUT" bash "$script" || rc=$?
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$last" ]; then
+        p=${last%% *}
+        f=${last#*, }; f=${f%% *}
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+            echo "!!! $label: $(why "$rc") although it reported no failure"
+            f=1
+        fi
+    elif [ "$rc" -eq 0 ]; then
+        p=1; f=0
+    else
+        echo "!!! $label: $(why "$rc") without a summary line"
+        p=0; f=1
+    fi
+    printf -- '--- %s: %d passed, %d failed\n' "$name" "$p" "$f"
+    add "$label" "$p" "$f"
+}
+
 # Each script ends with its own `N passed, N failed` line, added to the totals. No such
 # line: a non-zero exit is one failure, exit 0 one pass. A non-zero exit whose line
 # shows no failure also counts one failure.
 run_integration() {
-    local script name log rc p f last found=0
+    local script found=0
     header "integration"
     for script in tests/integration/*.sh; do
         if [ ! -f "$script" ]; then continue; fi
         found=1
-        name=$(basename "$script")
-        log=$logs/integration.$name.log
-        printf -- '--- %s\n' "$script"
-        rc=0
-        run_logged "$log" "$INTEGRATION_TIMEOUT" bash "$script" || rc=$?
-        last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-        if [ -n "$last" ]; then
-            p=${last%% *}
-            f=${last#*, }; f=${f%% *}
-            if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-                echo "!!! $script: $(why "$rc") although it reported no failure"
-                f=1
-            fi
-        elif [ "$rc" -eq 0 ]; then
-            p=1; f=0
-        else
-            echo "!!! $script: $(why "$rc") without a summary line"
-            p=0; f=1
-        fi
-        printf -- '--- %s: %d passed, %d failed\n' "$name" "$p" "$f"
-        add "$script" "$p" "$f"
+        run_script "$script"
     done
     [ "$found" -eq 1 ] || echo "(no tests/integration/*.sh)"
 }
@@ -360,11 +366,18 @@ if [ "$1" = --san ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
     export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    # Postgres and Redis for the drivers' specs and dns.sh under the sanitizers.
+    start_services
     for dir in "$@"; do
         if [ -d "$dir" ]; then
             run_unit_dir "${dir%/}"
-            # The Lua host under the same sanitizer, through the busted specs.
+            # The Lua host and the drivers under the same sanitizer, through the specs.
             [ -x "$dir/troupe" ] && run_spec "$(cd "$dir" && pwd)"
+            # The drivers' name lookups off the worker thread (the thread pool, the
+            # shutdown that waits for it); ASan lets the shim be preloaded before it.
+            [ -x "$dir/troupe" ] && TROUPE_BUILD_DIR=$(cd "$dir" && pwd) \
+                ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 \
+                run_script tests/integration/dns.sh "tests/integration/dns.sh ($dir)"
             # The HTTP server under the same sanitizer, against real clients.
             [ -x "$dir/troupe" ] && run_http "$(cd "$dir" && pwd)"
             # Hot reload and graceful shutdown under the same sanitizer.

@@ -9,8 +9,6 @@
  * parameters need the types (strings: bytea takes raw bytes; tables: arrays or JSON)
  * waits for the Describe, the others ride in the same segment.
  */
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -159,7 +157,7 @@ static void poll_drop(tr_pg_conn *c)
 /* Watches libpq's socket for events. renew: a new handle even for the same fd
  * number (while connecting, libpq may close a socket and open another one that
  * gets the same number). 0 or -1. */
-static int watch(tr_pg_conn *c, int events, int renew)
+int tr__pg_conn_watch(tr_pg_conn *c, int events, int renew)
 {
     int fd = PQsocket(c->pq);
     if (fd < 0)
@@ -196,7 +194,7 @@ static void notice_noop(void *arg, const char *msg)
     (void)msg;   /* NOTICEs (DROP ... IF EXISTS) are not errors: node-pg drops them too */
 }
 
-static void connect_failed(tr_pg_conn *c, const char *why)
+void tr__pg_connect_failed(tr_pg_conn *c, const char *why)
 {
     char line[400];
     first_line(line, sizeof line, why ? why : PQerrorMessage(c->pq));
@@ -213,23 +211,23 @@ static void connect_step(tr_pg_conn *c)
         case PGRES_POLLING_OK:
             uv_timer_stop(&c->timer);
             if (PQsetnonblocking(c->pq, 1) != 0 || PQenterPipelineMode(c->pq) != 1 ||
-                watch(c, UV_READABLE, 1) < 0) {
-                connect_failed(c, "cannot enter pipeline mode");
+                tr__pg_conn_watch(c, UV_READABLE, 1) < 0) {
+                tr__pg_connect_failed(c, "cannot enter pipeline mode");
                 return;
             }
             c->state = CONN_READY;
             tr__pg_conn_ready(c->pool, c);
             return;
         case PGRES_POLLING_FAILED:
-            connect_failed(c, NULL);
+            tr__pg_connect_failed(c, NULL);
             return;
         case PGRES_POLLING_READING:
-            if (watch(c, UV_READABLE, 1) < 0)
-                connect_failed(c, "cannot watch the socket");
+            if (tr__pg_conn_watch(c, UV_READABLE, 1) < 0)
+                tr__pg_connect_failed(c, "cannot watch the socket");
             return;
         case PGRES_POLLING_WRITING:
-            if (watch(c, UV_WRITABLE, 1) < 0)
-                connect_failed(c, "cannot watch the socket");
+            if (tr__pg_conn_watch(c, UV_WRITABLE, 1) < 0)
+                tr__pg_connect_failed(c, "cannot watch the socket");
             return;
         default:
             break;   /* PGRES_POLLING_ACTIVE: call again */
@@ -246,12 +244,12 @@ static void on_connect_timeout(uv_timer_t *t)
     char why[64];
     snprintf(why, sizeof why, "timeout expired after %d ms", p->cfg.connect_timeout_ms);
     tr__pg_enter(p);
-    connect_failed(c, why);
+    tr__pg_connect_failed(c, why);
     tr__pg_leave(p);
 }
 
 /* libpq's connection object for the conninfo kw/val; NULL with *err set. */
-static PGconn *pq_start(const char *const *kw, const char *const *val, tr_pg_error **err)
+PGconn *tr__pg_pq_start(const char *const *kw, const char *const *val, tr_pg_error **err)
 {
     PGconn *pq = PQconnectStartParams(kw, val, 0);
     if (pq == NULL) {
@@ -284,7 +282,7 @@ tr_pg_conn *tr__pg_conn_open(pg_pool *p, tr_pg_error **err)
     c->gen = p->conn_gen;
     c->stmt_timeout_ms = p->cfg.statement_timeout_ms;
     c->created = c->idle_since = uv_now(p->loop);
-    if (p->resolve_host == NULL && (c->pq = pq_start(p->kw, p->val, err)) == NULL) {
+    if (p->resolve_host == NULL && (c->pq = tr__pg_pq_start(p->kw, p->val, err)) == NULL) {
         tr_free(c);
         return NULL;
     }
@@ -294,149 +292,18 @@ tr_pg_conn *tr__pg_conn_open(pg_pool *p, tr_pg_error **err)
     return c;
 }
 
-enum { MAX_ADDRS = 8 };
-
-/* 1 if addr is one of the comma-separated entries of list[0..n). */
-static int listed(const char *list, size_t n, const char *addr)
-{
-    size_t len = strlen(addr);
-    for (size_t i = 0; i + len <= n; i++)
-        if ((i == 0 || list[i - 1] == ',') && memcmp(list + i, addr, len) == 0 &&
-            (i + len == n || list[i + len] == ','))
-            return 1;
-    return 0;
-}
-
-/* libpq's conninfo with the addresses found for the host: host repeated once per
- * address and hostaddr listing them, so libpq tries each in turn as it does after
- * its own lookup, and still checks certificates and .pgpass against the name. */
-static PGconn *pq_start_resolved(pg_pool *p, const struct addrinfo *res, tr_pg_error **err)
-{
-    char addrs[MAX_ADDRS * (INET6_ADDRSTRLEN + 1)], hosts[MAX_ADDRS * 256];
-    size_t na = 0, nh = 0, n = 0, nkw = 0;
-    const char *name = p->resolve_host;
-    for (const struct addrinfo *a = res; a && n < MAX_ADDRS; a = a->ai_next) {
-        const void *in = a->ai_family == AF_INET
-                             ? (const void *)&((const struct sockaddr_in *)a->ai_addr)->sin_addr
-                             : (const void *)&((const struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
-        char one[INET6_ADDRSTRLEN];
-        if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) ||
-            inet_ntop(a->ai_family, in, one, sizeof one) == NULL ||
-            listed(addrs, na, one))              /* one per address, not per socktype */
-            continue;
-        na += (size_t)snprintf(addrs + na, sizeof addrs - na, "%s%s", n ? "," : "", one);
-        nh += (size_t)snprintf(hosts + nh, sizeof hosts - nh, "%s%s", n ? "," : "", name);
-        n++;
-    }
-    if (n == 0) {
-        *err = tr__pg_error_new("08001", 1, "cannot connect: could not translate host name "
-                                "\"%s\" to address: no IPv4 or IPv6 address", name);
-        return NULL;
-    }
-    while (p->kw[nkw])
-        nkw++;
-    const char **kw = tr_malloc(sizeof(char *) * 2 * (nkw + 2));
-    if (kw == NULL) {
-        *err = tr__pg_error_new("53200", 0, "out of memory");
-        return NULL;
-    }
-    const char **val = kw + nkw + 2;
-    for (size_t i = 0; i < nkw; i++) {
-        kw[i] = p->kw[i];
-        val[i] = strcmp(p->kw[i], "host") == 0 ? hosts : p->val[i];
-    }
-    kw[nkw] = "hostaddr";
-    val[nkw] = addrs;
-    kw[nkw + 1] = val[nkw + 1] = NULL;
-    PGconn *pq = pq_start(kw, val, err);
-    tr_free(kw);
-    return pq;
-}
-
-static void lookup(tr_pg_conn *c);
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    tr_pg_conn *c = req->data;
-    pg_pool *p = c->pool;
-    c->resolving = 0;
-    p->resolving--;
-    if (c->closed) {               /* timed out, or the pool is closing */
-        uv_freeaddrinfo(res);
-        if (--c->handles == 0)
-            tr__pg_conn_gone(p, c);
-        return;
-    }
-    c->handles--;
-    tr__pg_enter(p);
-    tr_pg_error *err = NULL;
-    if (c->gen != p->conn_gen) {   /* the settings changed meanwhile: connect with them */
-        uv_freeaddrinfo(res);
-        c->gen = p->conn_gen;
-        if (p->kw == NULL)
-            err = tr__pg_error_new("08001", 1, "cannot connect: %s",
-                                   p->cfg_err[0] ? p->cfg_err : "no connection settings");
-        else if (p->resolve_host)
-            lookup(c);
-        else if ((c->pq = pq_start(p->kw, p->val, &err)) != NULL &&
-                 watch(c, UV_WRITABLE, 1) < 0)
-            connect_failed(c, "cannot watch the socket");
-        if (err) {
-            tr__pg_conn_failed(p, c, err, 0);
-            tr_pg_error_free(err);
-        }
-        tr__pg_leave(p);
-        return;
-    }
-    if (status < 0)
-        err = tr__pg_error_new("08001", 1, "cannot connect: could not translate host name "
-                               "\"%s\" to address: %s", p->resolve_host, uv_strerror(status));
-    else
-        c->pq = pq_start_resolved(p, res, &err);
-    uv_freeaddrinfo(res);
-    if (c->pq == NULL) {
-        tr__pg_conn_failed(p, c, err, 0);
-        tr_pg_error_free(err);
-    } else if (watch(c, UV_WRITABLE, 1) < 0) {
-        connect_failed(c, "cannot watch the socket");
-    }
-    tr__pg_leave(p);
-}
-
-/* Looks p->resolve_host up on libuv's thread pool; on_resolved goes on. */
-static void lookup(tr_pg_conn *c)
-{
-    pg_pool *p = c->pool;
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    c->gai.data = c;
-    int rc = uv_getaddrinfo(p->loop, &c->gai, on_resolved, p->resolve_host, NULL, &hints);
-    if (rc < 0) {
-        char why[320];
-        snprintf(why, sizeof why, "could not translate host name \"%s\" to address: %s",
-                 p->resolve_host, uv_strerror(rc));
-        connect_failed(c, why);
-        return;
-    }
-    c->resolving = 1;
-    c->handles++;
-    p->resolving++;
-}
-
 void tr__pg_conn_start(tr_pg_conn *c)
 {
     int ms = c->pool->cfg.connect_timeout_ms;
     if (ms > 0)
         uv_timer_start(&c->timer, on_connect_timeout, (uint64_t)ms, 0);
     if (c->pq == NULL) {
-        lookup(c);
+        tr__pg_lookup(c);
         return;
     }
     /* Before the first PQconnectPoll, libpq says: wait until writable. */
-    if (watch(c, UV_WRITABLE, 1) < 0)
-        connect_failed(c, "cannot watch the socket");
+    if (tr__pg_conn_watch(c, UV_WRITABLE, 1) < 0)
+        tr__pg_connect_failed(c, "cannot watch the socket");
 }
 
 /* ---- the statement cache ---- */
@@ -578,7 +445,7 @@ static void flush(tr_pg_conn *c)
         return;
     }
     c->flushing = rc == 1;
-    if (watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE, 0) < 0)
+    if (tr__pg_conn_watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE, 0) < 0)
         conn_lost(c);
 }
 

@@ -220,6 +220,14 @@ void tr__pg_pool_arm_uncork(pg_pool *p);
  * back through tr__pg_conn_ready or tr__pg_conn_failed. */
 tr_pg_conn *tr__pg_conn_open(pg_pool *p, tr_pg_error **err);
 void tr__pg_conn_start(tr_pg_conn *c);
+/* pg_conn.c, for pg_resolve.c: libpq started on kw/val (NULL with *err), the socket
+ * watched, an attempt that failed. */
+PGconn *tr__pg_pq_start(const char *const *kw, const char *const *val, tr_pg_error **err);
+int  tr__pg_conn_watch(tr_pg_conn *c, int events, int renew);
+void tr__pg_connect_failed(tr_pg_conn *c, const char *why);
+/* pg_resolve.c: looks p->resolve_host up on libuv's thread pool, then starts libpq
+ * with the addresses found (or fails the attempt). */
+void tr__pg_lookup(tr_pg_conn *c);
 /* Sends op on c (ready, not over its depth); takes op. */
 void tr__pg_conn_send(tr_pg_conn *c, pg_op *op);
 /* Fails what c has in flight with err's copies, closes the socket and its handles;
