@@ -7,6 +7,7 @@
  *   redis.pipeline({ { "INCR", "n" }, { "GET", "n" } })   --> { 1, "1" }
  *   redis.multi({ ... })                   --> EXEC's replies
  *   redis.subscribe("news", pid_or_function); redis.unsubscribe("news")
+ *   redis.psubscribe("news.*", function(message, channel, pattern) ... end)
  *   redis.publish("news", "hello")         --> receivers
  *   redis.configure{ url = "redis://...", timeout = 2 }; redis.connected()
  *
@@ -40,7 +41,7 @@ _Static_assert(TR_REDIS_MSG_TAG == TR_LUA_TAG_VALUE, "pub/sub messages are Lua v
 
 /* Registry keys: the VM's function subscriptions {channel = fn}, its listener's ref
  * (an integer) and whether the listener runs. */
-static char subs_key, listener_ref_key, listener_on_key;
+static char subs_key, psubs_key, listener_ref_key, listener_on_key;
 
 /* Raises a misuse error at the caller's line: the user's, behind the Lua layer. */
 static int misuse(lua_State *L, const char *fmt, ...)
@@ -391,24 +392,32 @@ static void start_listener(lua_State *L, tr_lactor *la)
     }
 }
 
-/* A function subscription's message: runs subs[channel](message, channel) as a job;
- * resumes the listener with true. */
+/* A function subscription's message: runs subs[channel](message, channel), or for a
+ * pattern psubs[pattern](message, channel, pattern), as a job; resumes the listener
+ * with true. */
 static int push_message(lua_State *L, tr_lactor_result *lr)
 {
     tr_redis_result *res = (tr_redis_result *)lr;
     tr_lactor *la = tr_lactor_of(L);
     size_t pos = 0;
-    tr_redis_item ch, msg;
+    tr_redis_item ch, msg, pat;
+    int pattern = res->count == 3;
     if (la && tr_redis_read(res->data, res->len, &pos, &ch) == 0 &&
-        tr_redis_read(res->data, res->len, &pos, &msg) == 0) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &subs_key);
+        tr_redis_read(res->data, res->len, &pos, &msg) == 0 &&
+        (!pattern || tr_redis_read(res->data, res->len, &pos, &pat) == 0)) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, pattern ? &psubs_key : &subs_key);
         if (lua_istable(L, -1)) {
-            lua_pushlstring(L, ch.str, ch.len);
+            if (pattern)
+                lua_pushlstring(L, pat.str, pat.len);
+            else
+                lua_pushlstring(L, ch.str, ch.len);
             lua_rawget(L, -2);
             if (lua_isfunction(L, -1)) {
                 lua_pushlstring(L, msg.str, msg.len);
                 lua_pushlstring(L, ch.str, ch.len);
-                tr_lactor_run(la, 2, &msg_job);      /* pops fn and its arguments */
+                if (pattern)
+                    lua_pushlstring(L, pat.str, pat.len);
+                tr_lactor_run(la, pattern ? 3 : 2, &msg_job);   /* pops fn and its arguments */
             } else {
                 lua_pop(L, 1);
             }
@@ -449,9 +458,12 @@ static void done_confirm_fn(tr_runtime *rt, tr_redis_result *res)
     complete(rt, res, push_confirm_fn);
 }
 
-/* subscribe(channel, pid | function) -> true | nil, err, unavailable */
-static int c_subscribe(lua_State *L)
+/* subscribe(channel, pid | function) -> true | nil, err, unavailable; psubscribe(pattern,
+ * pid | function) the same for a pattern. */
+static int do_subscribe(lua_State *L, int pattern)
 {
+    const char *what = pattern ? "psubscribe" : "subscribe";
+    void *key = pattern ? &psubs_key : &subs_key;
     tr_lactor *la = self_actor(L);
     size_t len;
     const char *channel = luaL_checklstring(L, 1, &len);
@@ -465,15 +477,16 @@ static int c_subscribe(lua_State *L)
     lua_pop(L, 1);
     if (fn) {
         if (!main_thread)
-            check_can_wait(L, "redis.subscribe with a function");
+            check_can_wait(L, pattern ? "redis.psubscribe with a function"
+                                   : "redis.subscribe with a function");
         target.pid = self;
         target.ref = listener_ref(L);
         target.hook = hook_message;
-        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &subs_key) != LUA_TTABLE) {
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TTABLE) {
             lua_pop(L, 1);
             lua_newtable(L);
             lua_pushvalue(L, -1);
-            lua_rawsetp(L, LUA_REGISTRYINDEX, &subs_key);
+            lua_rawsetp(L, LUA_REGISTRYINDEX, key);
         }
         lua_pushvalue(L, 1);
         lua_pushvalue(L, 2);
@@ -482,16 +495,18 @@ static int c_subscribe(lua_State *L)
     } else {
         target.pid = tr_codec_topid(L, 2);
         if (target.pid == TR_PID_NONE)
-            return misuse(L, "troupe.redis: subscribe: the target must be a pid or a function, not %s", luaL_typename(L, 2));
+            return misuse(L, "troupe.redis: %s: the target must be a pid or a function, not %s",
+                          what, luaL_typename(L, 2));
     }
     int wait = lua_isyieldable(L) && !main_thread;
     uint64_t ref = tr_lactor_new_ref();
     tr_redis_req confirm = { .done = fn ? done_confirm_fn : done_confirm,
                              .user = { self, ref } };
-    int rc = tr_redis_subscribe(runtime_of(la), channel, len, &target, wait ? &confirm : NULL);
+    int rc = (pattern ? tr_redis_psubscribe : tr_redis_subscribe)(runtime_of(la), channel, len,
+                                                                 &target, wait ? &confirm : NULL);
     if (rc < 0) {
         if (fn) {                          /* not recorded: forget the function */
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &subs_key);
+            lua_rawgetp(L, LUA_REGISTRYINDEX, key);
             lua_pushvalue(L, 1);
             lua_pushnil(L);
             lua_rawset(L, -3);
@@ -510,9 +525,11 @@ static int c_subscribe(lua_State *L)
 }
 
 /* unsubscribe(channel [, pid]) -> true: drops pid's subscriptions to channel; without
- * a pid, the caller's own (its function, and messages to itself). */
-static int c_unsubscribe(lua_State *L)
+ * a pid, the caller's own (its function, and messages to itself). punsubscribe(pattern
+ * [, pid]) the same for a pattern. */
+static int do_unsubscribe(lua_State *L, int pattern)
 {
+    void *key = pattern ? &psubs_key : &subs_key;
     tr_lactor *la = self_actor(L);
     size_t len;
     const char *channel = luaL_checklstring(L, 1, &len);
@@ -520,13 +537,15 @@ static int c_unsubscribe(lua_State *L)
     if (!lua_isnoneornil(L, 2)) {
         pid = tr_codec_topid(L, 2);
         if (pid == TR_PID_NONE)
-            return misuse(L, "troupe.redis: unsubscribe: the second argument must be a pid or nil, not %s", luaL_typename(L, 2));
-    } else if (lua_rawgetp(L, LUA_REGISTRYINDEX, &subs_key) == LUA_TTABLE) {
+            return misuse(L, "troupe.redis: %s: the second argument must be a pid or nil, not %s",
+                          pattern ? "punsubscribe" : "unsubscribe", luaL_typename(L, 2));
+    } else if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) {
         lua_pushvalue(L, 1);
         lua_pushnil(L);
         lua_rawset(L, -3);
     }
-    int rc = tr_redis_unsubscribe(runtime_of(la), channel, len, pid);
+    int rc = (pattern ? tr_redis_punsubscribe : tr_redis_unsubscribe)(runtime_of(la), channel, len,
+                                                                     pid);
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, rc == TR_ENOMEM ? "redis: out of memory" : "redis: the runtime is stopping");
@@ -535,6 +554,11 @@ static int c_unsubscribe(lua_State *L)
     lua_pushboolean(L, 1);
     return 1;
 }
+
+static int c_subscribe(lua_State *L)    { return do_subscribe(L, 0); }
+static int c_psubscribe(lua_State *L)   { return do_subscribe(L, 1); }
+static int c_unsubscribe(lua_State *L)  { return do_unsubscribe(L, 0); }
+static int c_punsubscribe(lua_State *L) { return do_unsubscribe(L, 1); }
 
 /* ---- the rest ---- */
 
@@ -594,7 +618,9 @@ static const char wrapper[] =
     "  return finish(c.call('PUBLISH', channel, message))\n"
     "end\n"
     "function redis.subscribe(channel, target) return finish(c.subscribe(channel, target)) end\n"
+    "function redis.psubscribe(pattern, target) return finish(c.psubscribe(pattern, target)) end\n"
     "redis.unsubscribe = c.unsubscribe\n"
+    "redis.punsubscribe = c.punsubscribe\n"
     "redis.configure = c.configure\n"
     "redis.connected = c.connected\n"
     "return redis\n";
@@ -605,6 +631,7 @@ int luaopen_troupe_redis(lua_State *L)
     static const luaL_Reg fns[] = {
         { "call", c_call },           { "exec", c_exec },
         { "subscribe", c_subscribe }, { "unsubscribe", c_unsubscribe },
+        { "psubscribe", c_psubscribe }, { "punsubscribe", c_punsubscribe },
         { "configure", c_configure }, { "connected", c_connected },
         { "in_http", c_in_http },     { NULL, NULL }
     };

@@ -213,18 +213,20 @@ tr_redis_result *tr__redis_error_result(int status, const char *msg, const uint6
 }
 
 tr_redis_result *tr__redis_msg_result(const char *ch, size_t chlen, const char *msg,
-                                      size_t msglen, const uint64_t user[2])
+                                      size_t msglen, const char *pat, size_t patlen,
+                                      const uint64_t user[2])
 {
     tr__rop *op = op_new();
     if (op == NULL)
         return NULL;
-    if (put_str(op, TR_REDIS_STR, ch, chlen) || put_str(op, TR_REDIS_STR, msg, msglen)) {
+    if (put_str(op, TR_REDIS_STR, ch, chlen) || put_str(op, TR_REDIS_STR, msg, msglen) ||
+        (pat && put_str(op, TR_REDIS_STR, pat, patlen))) {
         op_free(op);
         return NULL;
     }
     op->res.user[0] = user[0];
     op->res.user[1] = user[1];
-    op->res.count = 2;
+    op->res.count = pat ? 3 : 2;
     op->res.data = op->buf;
     op->res.len = op->len;
     return &op->res;

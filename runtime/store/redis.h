@@ -116,8 +116,8 @@ int tr_redis_configure(tr_runtime *rt, const char *url, int timeout_ms, char *er
 
 /*
  * Delivery of a message to a subscriber that asked for a hook (target.hook != NULL):
- * res has count 2 (channel, then message: two TR_REDIS_STR items) and user = the
- * target's {pid, ref}; the hook owns res. It returns 0, or TR_ENOPROC when the
+ * res has count 2 (channel, then message: two TR_REDIS_STR items), or 3 for a pattern
+ * subscription (then the pattern), and user = the target's {pid, ref}; the hook owns res. It returns 0, or TR_ENOPROC when the
  * subscriber is gone (the subscription is dropped then). Runs on worker 0's thread.
  */
 typedef int (*tr_redis_hook)(tr_runtime *rt, tr_redis_result *res);
@@ -131,7 +131,8 @@ typedef struct tr_redis_target {
     tr_pid        pid;
     uint64_t      ref;   /* with hook: passed back in user[1] */
     tr_redis_hook hook;  /* NULL: each message goes to pid as a Lua value message
-                            (TR_REDIS_MSG_TAG): {type="redis", channel=, message=} */
+                            (TR_REDIS_MSG_TAG): {type="redis", channel=, message=},
+                            and pattern= for a pattern subscription */
 } tr_redis_target;
 
 /*
@@ -149,5 +150,12 @@ int tr_redis_subscribe(tr_runtime *rt, const char *channel, size_t len,
 /* Drops the subscriptions of pid to channel (both kinds); the channel is left when it
  * has no subscriber any more. 0, TR_ENOMEM, TR_ESTOPPED. */
 int tr_redis_unsubscribe(tr_runtime *rt, const char *channel, size_t len, tr_pid pid);
+
+/* The same for a glob-style pattern (PSUBSCRIBE: h?llo, h*llo, h[ae]llo): each
+ * message of a channel it matches carries the pattern too. A pattern and a channel of
+ * the same name are separate subscriptions. */
+int tr_redis_psubscribe(tr_runtime *rt, const char *pattern, size_t len,
+                        const tr_redis_target *target, const tr_redis_req *confirm);
+int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid);
 
 #endif

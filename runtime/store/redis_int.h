@@ -97,7 +97,8 @@ void tr__redis_fail_pending(tr__rconn *c, const char *why);
 tr_redis_result *tr__redis_error_result(int status, const char *msg, const uint64_t user[2]);
 /* A pub/sub message for a hook: count 2, the channel then the message. */
 tr_redis_result *tr__redis_msg_result(const char *ch, size_t chlen, const char *msg,
-                                      size_t msglen, const uint64_t user[2]);
+                                      size_t msglen, const char *pat, size_t patlen,
+                                      const uint64_t user[2]);
 
 /* Pub/sub (redis_sub.c): frees the subscriber's state (runtime free, no thread runs). */
 void tr__redis_sub_free(tr_redis *r);

@@ -15,6 +15,9 @@
  * confirmed and is then sent again (hiredis 0.14 drops a channel's callback when the
  * unsubscribe confirmation arrives, even if a SUBSCRIBE went out in between). When
  * the connection comes back, every channel that has subscribers is subscribed again.
+ * Patterns (PSUBSCRIBE) are entries of the same table, told apart by their flag, with
+ * the same states; a message matched by several patterns and by its channel reaches
+ * the subscribers of each, as Redis sends it once for each.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +46,7 @@ typedef struct channel {
     target         *targets;
     waiter         *waiters;     /* subscribe calls waiting for the confirmation */
     int             state;
+    int             pattern;     /* a PSUBSCRIBE pattern, not a channel */
     uint32_t        hash;
     size_t          len;
     char            name[];
@@ -56,6 +60,7 @@ struct tr__rsub {
 
 typedef struct sub_req {
     int             kind;
+    int             pattern;
     tr_redis_target target;      /* REQ_SUB; REQ_UNSUB: target.pid */
     void          (*done)(tr_runtime *rt, tr_redis_result *res);
     uint64_t        user[2];
@@ -65,18 +70,19 @@ typedef struct sub_req {
 
 /* ---- the channel table ---- */
 
-static uint32_t hash(const char *s, size_t n)
+static uint32_t hash(const char *s, size_t n, int pattern)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h = 2166136261u ^ (uint32_t)pattern;
     for (size_t i = 0; i < n; i++)
         h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
 
-static channel **find(tr__rsub *s, const char *name, size_t len, uint32_t h)
+static channel **find(tr__rsub *s, const char *name, size_t len, int pattern, uint32_t h)
 {
     channel **p = &s->b[h % NBUCKETS];
-    while (*p && ((*p)->hash != h || (*p)->len != len || memcmp((*p)->name, name, len)))
+    while (*p && ((*p)->hash != h || (*p)->len != len || (*p)->pattern != pattern ||
+                  memcmp((*p)->name, name, len)))
         p = &(*p)->next;
     return p;
 }
@@ -114,8 +120,11 @@ static void answer(tr__rsub *s, channel *ch, int status, const char *msg)
 
 static void on_sub(redisAsyncContext *ac, void *reply, void *priv);
 
-static void send_cmd(tr__rsub *s, channel *ch, const char *cmd)
+/* SUBSCRIBE or UNSUBSCRIBE ch (PSUBSCRIBE, PUNSUBSCRIBE for a pattern). */
+static void send_cmd(tr__rsub *s, channel *ch, int sub)
 {
+    const char *cmd = sub ? (ch->pattern ? "PSUBSCRIBE" : "SUBSCRIBE")
+                          : (ch->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE");
     const char *argv[2] = { cmd, ch->name };
     size_t lens[2] = { strlen(cmd), ch->len };
     redisAsyncCommandArgv(s->conn->ac, on_sub, NULL, 2, argv, lens);
@@ -126,7 +135,7 @@ static void drop_if_unused(tr__rsub *s, channel *ch)
 {
     if (ch->targets || ch->waiters || (ch->state != CH_NONE))
         return;
-    channel **p = find(s, ch->name, ch->len, ch->hash);
+    channel **p = find(s, ch->name, ch->len, ch->pattern, ch->hash);
     *p = ch->next;
     free_channel(ch);
 }
@@ -138,7 +147,7 @@ static void maybe_leave(tr__rsub *s, channel *ch)
         return;
     answer(s, ch, 0, "");          /* whoever waited has unsubscribed since */
     if ((ch->state == CH_ON || ch->state == CH_PENDING) && s->conn->state == TR__RC_UP) {
-        send_cmd(s, ch, "UNSUBSCRIBE");
+        send_cmd(s, ch, 0);
         ch->state = CH_LEAVING;
     } else if (ch->state != CH_LEAVING) {
         ch->state = CH_NONE;
@@ -147,8 +156,9 @@ static void maybe_leave(tr__rsub *s, channel *ch)
 }
 
 /* The payload of a message to a plain pid: the codec encoding (runtime/lua/codec.c)
- * of {type = "redis", channel = ch, message = msg}: a table of no array items and 3
- * pairs, short strings (<= 63 bytes) as 0x40|n, longer ones as 0x05 varint n. */
+ * of {type = "redis", channel = ch, message = msg [, pattern = pat]}: a table of no
+ * array items and 3 or 4 pairs, short strings (<= 63 bytes) as 0x40|n, longer ones
+ * as 0x05 varint n. */
 static size_t enc_str(char *o, const char *p, size_t n)
 {
     size_t k = 0;
@@ -167,43 +177,53 @@ static size_t enc_str(char *o, const char *p, size_t n)
 }
 
 static int send_value(tr_runtime *rt, tr_pid pid, const char *ch, size_t chlen,
-                      const char *msg, size_t msglen)
+                      const char *msg, size_t msglen, const char *pat, size_t patlen)
 {
     char stack[512];
-    size_t need = 3 + 2 * 11 + 4 + 5 + 7 + 7 + 5 + chlen + msglen;
+    size_t need = 3 + 3 * 11 + 4 + 5 + 7 + 7 + 7 + 5 + chlen + msglen + patlen;
     char *b = need <= sizeof stack ? stack : tr_malloc(need);
     if (b == NULL)
         return TR_ENOMEM;
     size_t n = 0;
     b[n++] = 0x06;
     b[n++] = 0x00;
-    b[n++] = 0x03;
+    b[n++] = pat ? 0x04 : 0x03;
     n += enc_str(b + n, "type", 4);
     n += enc_str(b + n, "redis", 5);
     n += enc_str(b + n, "channel", 7);
     n += enc_str(b + n, ch, chlen);
     n += enc_str(b + n, "message", 7);
     n += enc_str(b + n, msg, msglen);
+    if (pat) {
+        n += enc_str(b + n, "pattern", 7);
+        n += enc_str(b + n, pat, patlen);
+    }
     int rc = tr_send(rt, pid, TR_REDIS_MSG_TAG, b, n);
     if (b != stack)
         tr_free(b);
     return rc;
 }
 
-static void dispatch(tr__rsub *s, channel *ch, const redisReply *msg)
+/* A message published on the channel chname: to ch's subscribers (ch is that channel,
+ * or a pattern that matched it). */
+static void dispatch(tr__rsub *s, channel *ch, const redisReply *chname,
+                     const redisReply *msg)
 {
     tr_runtime *rt = s->r->rt;
+    const char *pat = ch->pattern ? ch->name : NULL;
+    size_t patlen = ch->pattern ? ch->len : 0;
     target **p = &ch->targets;
     while (*p) {
         target *t = *p;
         int rc;
         if (t->t.hook) {
             uint64_t user[2] = { t->t.pid, t->t.ref };
-            tr_redis_result *res = tr__redis_msg_result(ch->name, ch->len, msg->str,
-                                                        msg->len, user);
+            tr_redis_result *res = tr__redis_msg_result(chname->str, chname->len, msg->str,
+                                                        msg->len, pat, patlen, user);
             rc = res ? t->t.hook(rt, res) : TR_ENOMEM;
         } else {
-            rc = send_value(rt, t->t.pid, ch->name, ch->len, msg->str, msg->len);
+            rc = send_value(rt, t->t.pid, chname->str, chname->len, msg->str, msg->len,
+                            pat, patlen);
         }
         if (rc == TR_ENOPROC) {        /* the subscriber is gone */
             *p = t->next;
@@ -215,30 +235,39 @@ static void dispatch(tr__rsub *s, channel *ch, const redisReply *msg)
     maybe_leave(s, ch);
 }
 
+static int is_str(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING;
+}
+
+/* Pushed replies: message/pmessage, and the (p)(un)subscribe confirmations. */
 static void on_sub(redisAsyncContext *ac, void *reply, void *priv)
 {
     tr__rconn *c = ac->data;
     const redisReply *rp = reply;
     (void)priv;
     if (rp == NULL || c == NULL || c->ac != ac || rp->type != REDIS_REPLY_ARRAY ||
-        rp->elements < 3 || rp->element[0]->type != REDIS_REPLY_STRING ||
-        rp->element[1]->type != REDIS_REPLY_STRING)
+        rp->elements < 3 || !is_str(rp->element[0]) || !is_str(rp->element[1]))
         return;
     tr__rsub *s = c->owner;
     const char *kind = rp->element[0]->str;
+    int pattern = kind[0] == 'p';
     const redisReply *name = rp->element[1];
-    channel *ch = *find(s, name->str, name->len, hash(name->str, name->len));
+    channel *ch = *find(s, name->str, name->len, pattern, hash(name->str, name->len, pattern));
     if (ch == NULL)
         return;
-    if (strcmp(kind, "message") == 0 && rp->element[2]->type == REDIS_REPLY_STRING) {
-        dispatch(s, ch, rp->element[2]);
-    } else if (strcmp(kind, "subscribe") == 0) {
+    if (strcmp(kind, "message") == 0 && is_str(rp->element[2])) {
+        dispatch(s, ch, name, rp->element[2]);
+    } else if (strcmp(kind, "pmessage") == 0 && rp->elements >= 4 &&
+               is_str(rp->element[2]) && is_str(rp->element[3])) {
+        dispatch(s, ch, rp->element[2], rp->element[3]);
+    } else if (strcmp(kind + pattern, "subscribe") == 0) {
         if (ch->state == CH_PENDING)
             ch->state = CH_ON;
         answer(s, ch, 0, "");
-    } else if (strcmp(kind, "unsubscribe") == 0 && ch->state == CH_LEAVING) {
+    } else if (strcmp(kind + pattern, "unsubscribe") == 0 && ch->state == CH_LEAVING) {
         if (ch->targets) {             /* wanted again meanwhile */
-            send_cmd(s, ch, "SUBSCRIBE");
+            send_cmd(s, ch, 1);
             ch->state = CH_PENDING;
         } else {
             ch->state = CH_NONE;
@@ -254,7 +283,7 @@ static void on_up(tr__rconn *c)
         for (channel *ch = s->b[i], *next; ch; ch = next) {
             next = ch->next;
             if (ch->targets) {
-                send_cmd(s, ch, "SUBSCRIBE");
+                send_cmd(s, ch, 1);
                 ch->state = CH_PENDING;
             } else {
                 ch->state = CH_NONE;
@@ -296,8 +325,8 @@ static int same(const tr_redis_target *a, const tr_redis_target *b)
 
 static void subscribe(tr__rsub *s, sub_req *q)
 {
-    uint32_t h = hash(q->name, q->len);
-    channel **p = find(s, q->name, q->len, h);
+    uint32_t h = hash(q->name, q->len, q->pattern);
+    channel **p = find(s, q->name, q->len, q->pattern, h);
     channel *ch = *p;
     int down = s->conn->failed && s->conn->state != TR__RC_UP;
     char msg[300];
@@ -314,6 +343,7 @@ static void subscribe(tr__rsub *s, sub_req *q)
         }
         memset(ch, 0, sizeof *ch);
         ch->hash = h;
+        ch->pattern = q->pattern;
         ch->len = q->len;
         memcpy(ch->name, q->name, q->len);
         ch->name[q->len] = '\0';
@@ -354,14 +384,14 @@ static void subscribe(tr__rsub *s, sub_req *q)
     /* Not UP yet (first connect): on_up subscribes it. LEAVING: sent again once the
      * UNSUBSCRIBE is confirmed. */
     if (ch->state == CH_NONE && s->conn->state == TR__RC_UP) {
-        send_cmd(s, ch, "SUBSCRIBE");
+        send_cmd(s, ch, 1);
         ch->state = CH_PENDING;
     }
 }
 
 static void unsubscribe(tr__rsub *s, sub_req *q)
 {
-    channel *ch = *find(s, q->name, q->len, hash(q->name, q->len));
+    channel *ch = *find(s, q->name, q->len, q->pattern, hash(q->name, q->len, q->pattern));
     if (ch == NULL)
         return;
     for (target **p = &ch->targets; *p;) {
@@ -477,14 +507,15 @@ static sub_req *req_new(int kind, const char *name, size_t len)
     return q;
 }
 
-int tr_redis_subscribe(tr_runtime *rt, const char *channel_, size_t len,
-                       const tr_redis_target *target_, const tr_redis_req *confirm_)
+static int sub(tr_runtime *rt, int pattern, const char *name, size_t len,
+               const tr_redis_target *target_, const tr_redis_req *confirm_)
 {
     if (target_ == NULL || target_->pid == TR_PID_NONE)
         return TR_EINVAL;
-    sub_req *q = req_new(REQ_SUB, channel_, len);
+    sub_req *q = req_new(REQ_SUB, name, len);
     if (q == NULL)
         return TR_ENOMEM;
+    q->pattern = pattern;
     q->target = *target_;
     if (confirm_) {
         q->done = confirm_->done;
@@ -494,13 +525,36 @@ int tr_redis_subscribe(tr_runtime *rt, const char *channel_, size_t len,
     return post(rt, q);
 }
 
-int tr_redis_unsubscribe(tr_runtime *rt, const char *channel_, size_t len, tr_pid pid)
+static int unsub(tr_runtime *rt, int pattern, const char *name, size_t len, tr_pid pid)
 {
-    sub_req *q = req_new(REQ_UNSUB, channel_, len);
+    sub_req *q = req_new(REQ_UNSUB, name, len);
     if (q == NULL)
         return TR_ENOMEM;
+    q->pattern = pattern;
     q->target.pid = pid;
     return post(rt, q);
+}
+
+int tr_redis_subscribe(tr_runtime *rt, const char *channel_, size_t len,
+                       const tr_redis_target *target_, const tr_redis_req *confirm_)
+{
+    return sub(rt, 0, channel_, len, target_, confirm_);
+}
+
+int tr_redis_unsubscribe(tr_runtime *rt, const char *channel_, size_t len, tr_pid pid)
+{
+    return unsub(rt, 0, channel_, len, pid);
+}
+
+int tr_redis_psubscribe(tr_runtime *rt, const char *pattern, size_t len,
+                        const tr_redis_target *target_, const tr_redis_req *confirm_)
+{
+    return sub(rt, 1, pattern, len, target_, confirm_);
+}
+
+int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid)
+{
+    return unsub(rt, 1, pattern, len, pid);
 }
 
 /* After tr_redis_configure changed the URL: move the subscriber to the new server

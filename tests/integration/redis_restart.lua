@@ -1,5 +1,5 @@
 -- Run by redis_restart.sh: load on Redis from 40 coroutines in 4 actors, two pub/sub
--- subscribers (an actor by pid, a function in this VM), for DURATION seconds while the
+-- subscribers (an actor by pid, a function and a pattern in this VM), for DURATION seconds while the
 -- script restarts the server. Then checks that failing calls failed fast, that calls
 -- succeed again afterwards, and that the subscriptions were restored.
 --   troupe run --unsafe --workers 2 redis_restart.lua DURATION
@@ -27,6 +27,10 @@ local sub = spawn()
 assert(redis.subscribe(CH, sub))
 local by_fn = {}
 assert(redis.subscribe(CH, function(message) by_fn[#by_fn + 1] = { t = actor.now(), message = message } end))
+local by_pattern = {}
+assert(redis.psubscribe("restart:tick?", function(message, channel, pattern)
+  by_pattern[#by_pattern + 1] = { t = actor.now(), message = message, channel = channel }
+end))
 
 local t_end = actor.now() + DURATION
 for _, p in ipairs(loaders) do
@@ -94,6 +98,9 @@ check("the actor subscription gets messages after the restart", after(got) > 0,
       ("%d of %d after"):format(after(got), #got))
 check("the function subscription gets messages after the restart", after(by_fn) > 0,
       ("%d of %d after"):format(after(by_fn), #by_fn))
+check("the pattern subscription gets messages after the restart", after(by_pattern) > 0 and
+      by_pattern[#by_pattern].channel == CH,
+      ("%d of %d after"):format(after(by_pattern), #by_pattern))
 print(("%d passed, %d failed"):format(passed, failed))
 io.stdout:flush()
 if failed > 0 then error("redis restart: " .. failed .. " checks failed") end

@@ -254,6 +254,50 @@ describe("troupe.redis pub/sub", function()
     actor.kill(p, "kill")
   end)
 
+  it("psubscribe: a pattern's messages carry the channel and the pattern", function()
+    local pat, got = k("ps") .. ".*", {}
+    assert.is_true(redis.psubscribe(pat, function(message, channel, pattern)
+      got[#got + 1] = { message, channel, pattern }
+    end))
+    assert.equal(1, redis.publish(k("ps") .. ".a", "one"))
+    assert.equal(1, redis.publish(k("ps") .. ".b", "two"))
+    assert.equal(0, redis.publish(k("other") .. ".a", "not matched"))
+    assert.truthy(h.wait_until(function() return #got == 2 end))
+    table.sort(got, function(a, b) return a[1] < b[1] end)
+    assert.same({ "one", k("ps") .. ".a", pat }, got[1])
+    assert.same({ "two", k("ps") .. ".b", pat }, got[2])
+    redis.punsubscribe(pat)
+    assert.truthy(h.wait_until(function() return redis.publish(k("ps") .. ".c", "gone") == 0 end))
+    assert.equal(2, #got)
+  end)
+
+  it("psubscribe by pid: {type='redis', channel=, message=, pattern=}; a channel and a pattern both deliver", function()
+    local c = h.collector()
+    local ch = k("both") .. ".x"
+    assert.is_true(redis.psubscribe(k("both") .. ".?", c))
+    assert.is_true(redis.subscribe(ch, c))
+    assert.equal(2, redis.publish(ch, "m"))      -- the channel's and the pattern's
+    h.wait_entries(c, 2)
+    local by = {}
+    for _, e in ipairs(h.entries(c)) do by[e.m.pattern or "channel"] = e.m end
+    assert.same({ type = "redis", channel = ch, message = "m", pattern = k("both") .. ".?" },
+                by[k("both") .. ".?"])
+    assert.same({ type = "redis", channel = ch, message = "m" }, by.channel)
+    -- the pattern and a channel of the same name are two subscriptions
+    assert.is_true(redis.subscribe(k("both") .. ".?", c))
+    assert.equal(2, redis.publish(k("both") .. ".?", "named like the pattern"))
+    assert.is_true(redis.punsubscribe(k("both") .. ".?", c))
+    assert.truthy(h.wait_until(function() return redis.publish(ch, "n") == 1 end))
+    assert.equal(1, redis.publish(k("both") .. ".?", "the channel stays"))
+    redis.unsubscribe(ch, c)
+    redis.unsubscribe(k("both") .. ".?", c)
+  end)
+
+  it("psubscribe and punsubscribe check their arguments", function()
+    assert.has_error(function() redis.psubscribe(k("x"), "not a pid") end)
+    assert.has_error(function() redis.punsubscribe(k("x"), "not a pid") end)
+  end)
+
   it("drops the subscription of an actor that died", function()
     local p = h.spawn("probe")
     local ch = k("dead")
