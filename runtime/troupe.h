@@ -386,10 +386,10 @@ int tr_supervisor_start(tr_runtime *rt, const tr_sup_spec *spec,
 /* The current pid of child id, or 0 (asks the supervisor; any thread but its own). */
 tr_pid tr_supervisor_child(tr_runtime *rt, tr_pid sup, const char *id);
 
-/* ---- Lua HTTP apps (runtime/http, runtime/lua) ---------------------------------- */
+/* ---- Lua: actors and HTTP apps (runtime/lua, runtime/http) ----------------------- */
 
-/* The Lua VMs the runtime creates for a script: one per worker for an HTTP app. Zero
- * or NULL means the default. */
+/* The Lua VMs the runtime creates for a script: one per Lua actor, one per worker for
+ * an HTTP app. Zero or NULL means the default. */
 typedef struct tr_lua_config {
     size_t      mem_limit;   /* bytes per VM; 0: 64 MB (beyond: a Lua memory error) */
     uint64_t    budget_ms;   /* CPU per request or message; 0: 1000 (beyond: 503) */
@@ -403,6 +403,30 @@ typedef struct tr_lua_config {
  * troupe/lua when installed, scripts/ in the source tree; then script_dir (NULL: the
  * current directory). 0, or TR_EINVAL when out is too small. */
 int tr_lua_default_path(char *out, size_t n, const char *script_dir);
+
+/* Spawns a Lua actor from script (a file that returns a module: init(args) -> state,
+ * handle(state, msg) -> reply, terminate(state, reason); see the README), as
+ * actor.spawn does from Lua. opts may be NULL. 0, or TR_EFAIL with err giving the
+ * file and line of a load or init error, TR_ENOMEM, TR_ESTOPPED, TR_EINVAL. */
+int tr_spawn_lua(tr_runtime *rt, const char *script, const tr_lua_config *cfg,
+                 const tr_spawn_opts *opts, tr_pid *pid, char *err, size_t errlen);
+
+/* Sends a Lua actor the value of the JSON text json[0..len), as troupe.json.decode
+ * gives it (objects and arrays become tables, null troupe.json.null): its
+ * handle(state, msg) gets it. 0, or TR_EINVAL with err for invalid
+ * JSON ("invalid JSON at byte 5: ..."), TR_ENOPROC, TR_ENOMEM, TR_ESTOPPED. */
+int tr_lua_send_json(tr_runtime *rt, tr_pid to, const char *json, size_t len, char *err,
+                     size_t errlen);
+
+/* Calls a Lua actor with the value of the JSON text and waits (timeout_ms; < 0: no
+ * limit) for what its handle returns, as JSON in *reply (NUL-terminated, tr_free it;
+ * *reply_len may be NULL). From any thread but a worker's, like tr_call_sync. 0, or
+ * TR_EFAIL with err holding the error the handler raised, TR_EINVAL (invalid JSON, or
+ * a reply JSON cannot hold, such as a pid), TR_ETIMEDOUT, TR_EEXIT, TR_ENOPROC,
+ * TR_ENOMEM, TR_ESTATE on a worker thread. */
+int tr_lua_call_json(tr_runtime *rt, tr_pid to, const char *json, size_t len,
+                     int timeout_ms, char **reply, size_t *reply_len, char *err,
+                     size_t errlen);
 
 typedef struct tr_http_config {
     const char   *host;              /* listen address; NULL: 127.0.0.1 */

@@ -1,8 +1,9 @@
 /*
  * embed.c — a C program that embeds troupe: it starts a runtime in background
  * threads, spawns actors under a supervisor, exchanges messages and calls with them
- * from its own thread, watches a crash being repaired, serves a Lua HTTP app (app.lua,
- * or the file named by its first argument) and reloads it, and shuts down cleanly.
+ * from its own thread, watches a crash being repaired, calls a business rule written
+ * in Lua (rules.lua) with JSON, serves a Lua HTTP app (app.lua, or the file named by
+ * its first argument) and reloads it, and shuts down cleanly.
  * Exits 0 when every step gave the expected answer.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -73,6 +74,25 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+/* A Lua actor from rules.lua, called with an order as JSON. */
+static int lua_rule(tr_runtime *rt)
+{
+    char err[256], *reply = NULL;
+    tr_pid rules;
+    if (tr_spawn_lua(rt, EMBED_DIR "/rules.lua", NULL, NULL, &rules, err, sizeof err) < 0) {
+        fprintf(stderr, "embed: tr_spawn_lua: %s\n", err);
+        return 0;
+    }
+    const char *order = "{\"items\":[{\"qty\":2,\"price\":30},{\"qty\":1,\"price\":50}]}";
+    int rc = tr_lua_call_json(rt, rules, order, strlen(order), 1000, &reply, NULL, err,
+                              sizeof err);
+    printf("rules.lua priced %s: %s\n", order, rc == 0 ? reply : err);
+    int ok = rc == 0 && strcmp(reply, "{\"total\":99}") == 0;   /* 110, 10% off */
+    tr_free(reply);
+    tr_kill(rt, rules, TR_EXIT_SHUTDOWN);
+    return ok;
 }
 
 /* One HTTP/1.1 request to 127.0.0.1:port; the whole answer (the server closes). */
@@ -173,7 +193,8 @@ int main(int argc, char **argv)
     ok = ok && !tr_alive(rt, acct) && fresh != acct && balance_of(rt, fresh) == 0;
     ok = ok && tr_send(rt, acct, DEPOSIT, &b, sizeof b) == TR_ENOPROC;
 
-    ok = serve_lua(rt, argc > 1 ? argv[1] : EMBED_APP) && ok;
+    ok = lua_rule(rt) && ok;
+    ok = serve_lua(rt, argc > 1 ? argv[1] : EMBED_DIR "/app.lua") && ok;
 
     tr_runtime_stop(rt, 2000);
     tr_runtime_wait(rt);

@@ -391,6 +391,71 @@ static void test_default_path(void **state)
     assert_int_equal(tr_lua_default_path(out, need - 1, "/srv/app"), TR_EINVAL);
 }
 
+/* The C bridge (bridge.c): a Lua actor spawned from C, called and sent JSON. */
+static void test_bridge_json(void **state)
+{
+    (void)state;
+    write_file("rules.lua",
+               "return {\n"
+               "  init = function() return { seen = 0 } end,\n"
+               "  handle = function(s, msg)\n"
+               "    if msg.op == 'note' then s.seen = s.seen + 1 return end\n"
+               "    if msg.op == 'price' then\n"
+               "      local total = 0\n"
+               "      for _, item in ipairs(msg.items) do total = total + item.qty * item.price end\n"
+               "      return { total = total, discount = total > 100, seen = s.seen, note = msg.note }\n"
+               "    end\n"
+               "    error('unknown op ' .. tostring(msg.op), 0)\n"
+               "  end,\n"
+               "}\n");
+    write_file("broken.lua", "return {\n  handle = function(s, m) return m end,,\n}\n");
+    tr_runtime *rt = th_runtime(2);
+    char path[128], err[256], *reply = NULL;
+    size_t len = 0;
+    tr_pid pid = 0;
+    snprintf(path, sizeof path, "%s/rules.lua", dir);
+    assert_int_equal(tr_spawn_lua(rt, path, NULL, NULL, &pid, err, sizeof err), 0);
+
+    assert_int_equal(tr_lua_send_json(rt, pid, "{\"op\":\"note\"}", 13, err, sizeof err), 0);
+    const char *q = "{\"op\":\"price\",\"items\":[{\"qty\":3,\"price\":2.5},"
+                    "{\"qty\":1,\"price\":100}],\"note\":null}";
+    assert_int_equal(tr_lua_call_json(rt, pid, q, strlen(q), 5000, &reply, &len, err,
+                                      sizeof err), 0);
+    /* an object of four members, in the table's order */
+    assert_int_equal(len, strlen("{\"discount\":true,\"note\":null,\"seen\":1,\"total\":107.5}"));
+    assert_int_equal(len, strlen(reply));
+    assert_true(reply[0] == '{' && reply[len - 1] == '}');
+    assert_non_null(strstr(reply, "\"total\":107.5"));
+    assert_non_null(strstr(reply, "\"discount\":true"));
+    assert_non_null(strstr(reply, "\"seen\":1"));    /* the note sent before */
+    assert_non_null(strstr(reply, "\"note\":null"));
+    tr_free(reply);
+
+    /* the handler's error comes back as TR_EFAIL with its message */
+    assert_int_equal(tr_lua_call_json(rt, pid, "{\"op\":\"x\"}", 10, 5000, &reply, NULL,
+                                      err, sizeof err), TR_EFAIL);
+    assert_null(reply);
+    assert_string_equal(err, "unknown op x");
+    /* invalid JSON never reaches the actor */
+    assert_int_equal(tr_lua_call_json(rt, pid, "{\"op\":", 6, 5000, &reply, NULL, err,
+                                      sizeof err), TR_EINVAL);
+    assert_non_null(strstr(err, "invalid JSON at byte 7"));
+    assert_int_equal(tr_lua_send_json(rt, pid, "[1,", 3, err, sizeof err), TR_EINVAL);
+
+    /* a script that does not load: TR_EFAIL with file and line */
+    snprintf(path, sizeof path, "%s/broken.lua", dir);
+    tr_pid bad = 0;
+    assert_int_equal(tr_spawn_lua(rt, path, NULL, NULL, &bad, err, sizeof err), TR_EFAIL);
+    assert_non_null(strstr(err, "broken.lua:2:"));
+
+    /* an actor that is gone */
+    assert_int_equal(tr_kill(rt, pid, TR_EXIT_KILL), 0);
+    assert_true(TH_WAIT_UNTIL(!tr_alive(rt, pid), 2000));
+    assert_int_equal(tr_lua_call_json(rt, pid, "1", 1, 1000, &reply, NULL, err, sizeof err),
+                     TR_ENOPROC);
+    th_finish(rt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_chunk_cache_across_workers),
         cmocka_unit_test(test_pooled_vm),
         cmocka_unit_test(test_default_path),
+        cmocka_unit_test(test_bridge_json),
     };
     return cmocka_run_group_tests_name("lua", tests, setup, teardown);
 }
