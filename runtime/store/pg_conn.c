@@ -737,14 +737,23 @@ static void on_poll(uv_poll_t *h, int status, int events)
     tr_pg_conn *c = h->data;
     if (c->closed || h != c->poll)
         return;
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;   /* let libpq find out what is wrong */
+    if (status < 0) {
+        /* EPOLLERR: libuv has stopped the handle. libpq finds out what is wrong; if
+         * the connection survives that (the error comes after data still to read),
+         * the handle must be started again, or the connection never hears from its
+         * socket again and its queries hang (pg_failover.sh saw 24 stuck for good). */
+        events = UV_READABLE | UV_WRITABLE;
+        c->events = 0;
+    }
     pg_pool *p = c->pool;
     tr__pg_enter(p);
     if (c->state == CONN_CONNECTING)
         connect_step(c);
     else
         conn_io(c, events);
+    if (!c->closed && c->poll == h && c->events == 0 && c->state == CONN_READY &&
+        tr__pg_conn_watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE, 0) < 0)
+        conn_lost(c);
     tr__pg_leave(p);
 }
 

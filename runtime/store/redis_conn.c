@@ -25,7 +25,8 @@
  * Like hiredis 0.14's adapters/libuv.h, with one difference that matters: when the
  * poll reports an error (libuv's UV_EBADF for EPOLLERR: a refused connect, a reset),
  * that adapter drops the event and the connection hangs; here hiredis gets a read and
- * a write event, finds the socket's error and fails the connection. */
+ * a write event, finds the socket's error and fails the connection. libuv also stops
+ * the handle then: one whose connection survives is started again. */
 
 typedef struct rpoll {
     redisAsyncContext *ac;
@@ -33,16 +34,7 @@ typedef struct rpoll {
     int                events;
 } rpoll;
 
-static void rpoll_cb(uv_poll_t *h, int status, int events)
-{
-    rpoll *p = h->data;
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;
-    if (p->ac && (events & UV_READABLE))
-        redisAsyncHandleRead(p->ac);
-    if (p->ac && (events & UV_WRITABLE))   /* the read may have freed the context */
-        redisAsyncHandleWrite(p->ac);
-}
+static void rpoll_cb(uv_poll_t *h, int status, int events);
 
 static void rpoll_set(rpoll *p, int events)
 {
@@ -51,6 +43,24 @@ static void rpoll_set(rpoll *p, int events)
         uv_poll_start(&p->handle, events, rpoll_cb);
     else
         uv_poll_stop(&p->handle);
+}
+
+static void rpoll_cb(uv_poll_t *h, int status, int events)
+{
+    rpoll *p = h->data;
+    int want = p->events;
+    if (status < 0) {
+        /* libuv stopped the handle: if the connection survives (its error was read
+         * after data that was still in the socket), watch it again, or it hangs. */
+        events = UV_READABLE | UV_WRITABLE;
+        p->events = 0;
+    }
+    if (p->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac && (events & UV_WRITABLE))   /* the read may have freed the context */
+        redisAsyncHandleWrite(p->ac);
+    if (status < 0 && p->ac && p->events == 0 && want)
+        rpoll_set(p, want);
 }
 
 static void rpoll_add_read(void *d)  { rpoll *p = d; rpoll_set(p, p->events | UV_READABLE); }

@@ -175,7 +175,7 @@ if grep -q 'ERROR: \|Sanitizer\|panic' "$logs/load.err" "$logs/app.err"; then
 else
     ok "no crash or sanitizer report"
 fi
-[ "$failed" -eq 0 ] || { echo "--- load output (last ticks)"; grep '^tick ' "$logs/load.out" | tail -n 30; tail -n 20 "$logs/load.err" "$logs/app.err"; }
+[ "$failed" -eq 0 ] || { echo "--- load output (last ticks)"; grep -E '^(tick|pool) ' "$logs/load.out" | tail -n 60; tail -n 20 "$logs/load.err" "$logs/app.err"; }
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

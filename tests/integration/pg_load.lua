@@ -58,4 +58,8 @@ while true do
   end
   print(("tick %.1f %d %d %d %s %s"):format(actor.now() - t0, ok, fail,
                                              math.floor(maxfail * 1000), code, msg))
+  local p = pg.stats()                     -- for the log when a check fails
+  print(("pool connections %d connecting %d waiting %d inflight %d down %d connects %d failures %d lost %d"):format(
+    p.connections, p.connecting, p.waiting, p.inflight, p.pools_down, p.connects,
+    p.connect_failures, p.lost))
 end
