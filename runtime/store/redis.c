@@ -383,7 +383,32 @@ static void send_op(tr__rconn *c, tr__rop *op, const int *argc, const char *cons
         op->expect++;
 }
 
-/* A copy of req's commands in op->kept: argc[ncmds], lens[total], argv[total], bytes. */
+/* op->kept holds a copy of the commands: argc[ncmds], then (size_t-aligned)
+ * lens[total], argv[total], and the argument bytes. */
+typedef struct kept_view {
+    int         *argc;
+    size_t      *lens;
+    const char **argv;
+} kept_view;
+
+/* Bytes before lens: argc, rounded up for the size_t that follow. */
+static size_t kept_head(uint32_t ncmds)
+{
+    return (sizeof(int) * ncmds + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t);
+}
+
+/* The arrays of a kept block k of ncmds commands (its argc filled in). */
+static kept_view kept_at(void *k, uint32_t ncmds)
+{
+    kept_view v = { k, (size_t *)((char *)k + kept_head(ncmds)), NULL };
+    size_t total = 0;
+    for (uint32_t i = 0; i < ncmds; i++)
+        total += (size_t)v.argc[i];
+    v.argv = (const char **)(v.lens + total);
+    return v;
+}
+
+/* Copies req's commands into op->kept. */
 static int keep(tr__rop *op, const tr_redis_req *req, const size_t *argvlen)
 {
     size_t total = 0, bytes = 0;
@@ -391,57 +416,60 @@ static int keep(tr__rop *op, const tr_redis_req *req, const size_t *argvlen)
         total += (size_t)req->argc[i];
     for (size_t i = 0; i < total; i++)
         bytes += argvlen[i];
-    size_t head = sizeof(int) * (size_t)req->ncmds;
-    head = (head + sizeof(size_t) - 1) / sizeof(size_t) * sizeof(size_t);
-    char *k = tr_malloc(head + total * (sizeof(size_t) + sizeof(char *)) + bytes);
+    size_t arrays = kept_head((uint32_t)req->ncmds) + total * (sizeof(size_t) + sizeof(char *));
+    char *k = tr_malloc(arrays + bytes);
     if (k == NULL)
         return TR_ENOMEM;
-    int *argc = (int *)k;
-    size_t *lens = (size_t *)(k + head);
-    const char **argv = (const char **)(lens + total);
-    char *b = (char *)(argv + total);
-    memcpy(argc, req->argc, sizeof(int) * (size_t)req->ncmds);
+    memcpy(k, req->argc, sizeof(int) * (size_t)req->ncmds);
+    kept_view v = kept_at(k, (uint32_t)req->ncmds);
+    char *b = k + arrays;
     for (size_t i = 0; i < total; i++) {
-        lens[i] = argvlen[i];
+        v.lens[i] = argvlen[i];
         memcpy(b, req->argv[i], argvlen[i]);
-        argv[i] = b;
+        v.argv[i] = b;
         b += argvlen[i];
     }
     op->kept = k;
     return 0;
 }
 
-/* The connection exists now: sends the commands that waited for it, in order. */
-void tr__redis_send_pending(tr__rconn *c)
+/* Takes the connection's queue of commands that wait for it to exist. */
+static tr__rop *take_pending(tr__rconn *c)
 {
     tr__rop *op = c->pend_head;
     c->pend_head = NULL;
     c->pend_tail = &c->pend_head;
-    while (op) {
-        tr__rop *next = op->pnext;
+    return op;
+}
+
+/* op will get no reply: it leaves the connection, failed with msg unless it timed
+ * out already or the driver is closing. */
+static void drop_unanswered(tr__rconn *c, tr__rop *op, const char *msg)
+{
+    c->inflight--;
+    unlink_op(c, op);
+    if (op->finished || c->r->closing) {
+        op_free(op);
+    } else {
+        op_fail(op, TR_ESTATE, msg);
+        deliver(op);
+    }
+}
+
+/* The connection exists now: sends the commands that waited for it, in order. */
+void tr__redis_send_pending(tr__rconn *c)
+{
+    for (tr__rop *op = take_pending(c), *next; op; op = next) {
+        next = op->pnext;
         op->pnext = NULL;
         if (!op->finished) {          /* not timed out while it waited */
-            size_t head = (sizeof(int) * op->ncmds + sizeof(size_t) - 1) / sizeof(size_t) *
-                          sizeof(size_t), total = 0;
-            const int *argc = op->kept;
-            for (uint32_t i = 0; i < op->ncmds; i++)
-                total += (size_t)argc[i];
-            const size_t *lens = (const size_t *)((char *)op->kept + head);
-            send_op(c, op, argc, (const char *const *)(lens + total), lens);
+            kept_view v = kept_at(op->kept, op->ncmds);
+            send_op(c, op, v.argc, v.argv, v.lens);
         }
         tr_free(op->kept);
         op->kept = NULL;
-        if (op->expect == 0) {        /* timed out, or refused: nothing will answer */
-            c->inflight--;
-            unlink_op(c, op);
-            if (op->finished || c->r->closing) {
-                op_free(op);
-            } else {
-                op_fail(op, TR_ESTATE, "redis: the connection refused the command");
-                deliver(op);
-            }
-        }
-        op = next;
+        if (op->expect == 0)          /* timed out, or refused: nothing will answer */
+            drop_unanswered(c, op, "redis: the connection refused the command");
     }
 }
 
@@ -449,23 +477,12 @@ void tr__redis_send_pending(tr__rconn *c)
  * commands that waited for it fail with why. */
 void tr__redis_fail_pending(tr__rconn *c, const char *why)
 {
-    tr__rop *op = c->pend_head;
-    c->pend_head = NULL;
-    c->pend_tail = &c->pend_head;
-    while (op) {
-        tr__rop *next = op->pnext;
+    char msg[256];
+    snprintf(msg, sizeof msg, "redis: not connected (%s); retrying", why);
+    for (tr__rop *op = take_pending(c), *next; op; op = next) {
+        next = op->pnext;
         op->pnext = NULL;
-        c->inflight--;
-        unlink_op(c, op);
-        if (op->finished || c->r->closing) {
-            op_free(op);
-        } else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "redis: not connected (%s); retrying", why);
-            op_fail(op, TR_ESTATE, msg);
-            deliver(op);
-        }
-        op = next;
+        drop_unanswered(c, op, msg);
     }
 }
 
