@@ -160,30 +160,39 @@ run_spec() {
 
 # ---- (c) integration scripts -----------------------------------------------------
 
-# One integration script; its `N passed, N failed` line is added to the totals.
-#   run_script SCRIPT [LABEL]
-run_script() {
-    local script=$1 label=${2:-$1} name log rc=0 p f last
-    name=$(basename "$script")
-    log=$logs/integration.$(printf '%s' "$label" | tr -c 'a-zA-Z0-9._-' '_').log
-    printf -- '--- %s\n' "$label"
-    run_logged "$log" "$INTEGRATION_TIMEOUT" bash "$script" || rc=$?
+# Adds a suite's `N passed, N failed` line (the last in LOG) to the totals as LABEL
+# and prints it as "--- SHORT: ...". A non-zero exit RC whose line shows no failure
+# counts one failure. No line: exit 0 counts one pass when BARE_OK is 1, else (and on
+# a non-zero exit) one failure. WHAT names the suite in those messages.
+#   count_summary LOG RC WHAT SHORT LABEL BARE_OK
+count_summary() {
+    local log=$1 rc=$2 what=$3 short=$4 label=$5 bare_ok=$6 last p f
     last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
     if [ -n "$last" ]; then
         p=${last%% *}
         f=${last#*, }; f=${f%% *}
         if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-            echo "!!! $label: $(why "$rc") although it reported no failure"
+            echo "!!! $what: $(why "$rc") although it reported no failure"
             f=1
         fi
-    elif [ "$rc" -eq 0 ]; then
+    elif [ "$bare_ok" = 1 ] && [ "$rc" -eq 0 ]; then
         p=1; f=0
     else
-        echo "!!! $label: $(why "$rc") without a summary line"
+        echo "!!! $what: $(why "$rc") without a summary line"
         p=0; f=1
     fi
-    printf -- '--- %s: %d passed, %d failed\n' "$name" "$p" "$f"
+    printf -- '--- %s: %d passed, %d failed\n' "$short" "$p" "$f"
     add "$label" "$p" "$f"
+}
+
+# One integration script; its `N passed, N failed` line is added to the totals.
+#   run_script SCRIPT [LABEL]
+run_script() {
+    local script=$1 label=${2:-$1} log rc=0
+    log=$logs/integration.$(printf '%s' "$label" | tr -c 'a-zA-Z0-9._-' '_').log
+    printf -- '--- %s\n' "$label"
+    run_logged "$log" "$INTEGRATION_TIMEOUT" bash "$script" || rc=$?
+    count_summary "$log" "$rc" "$label" "$(basename "$script")" "$label" 1
 }
 
 # Each script ends with its own `N passed, N failed` line, added to the totals. No such
@@ -210,7 +219,7 @@ HTTP_TIMEOUT=${TROUPE_HTTP_TIMEOUT:-300}   # seconds for the whole HTTP suite
 # its `N passed, N failed` line, one failure more for a non-zero exit without a
 # counted failure, one failure when there is no such line.
 run_http() {
-    local abs=$1 log=$logs/http.$RANDOM.log rc=0 last p f
+    local abs=$1 log=$logs/http.$RANDOM.log rc=0
     header "http: tests/integration/http.py ($abs/troupe)"
     if ! command -v python3 > /dev/null 2>&1; then
         echo "!!! python3 is not installed (scripts/deps.sh installs it)"
@@ -218,20 +227,7 @@ run_http() {
         return 0
     fi
     run_logged "$log" "$HTTP_TIMEOUT" python3 tests/integration/http.py "$abs" || rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-    if [ -n "$last" ]; then
-        p=${last%% *}
-        f=${last#*, }; f=${f%% *}
-        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-            echo "!!! http.py: $(why "$rc") although it reported no failure"
-            f=1
-        fi
-    else
-        echo "!!! http.py: $(why "$rc") without a summary line"
-        p=0; f=1
-    fi
-    printf -- '--- http: %d passed, %d failed\n' "$p" "$f"
-    add "http ($abs)" "$p" "$f"
+    count_summary "$log" "$rc" http.py http "http ($abs)" 0
 }
 
 # ---- (c3) hot reload and graceful shutdown (tests/integration/reload.py) ----------
@@ -243,23 +239,10 @@ RELOAD_TIMEOUT=${TROUPE_RELOAD_TIMEOUT:-300}   # seconds for the whole reload su
 # `N passed, N failed` line, one failure more for a non-zero exit without a counted
 # failure, one failure when there is no such line.
 run_reload() {
-    local abs=$1 log=$logs/reload.$RANDOM.log rc=0 last p f
+    local abs=$1 log=$logs/reload.$RANDOM.log rc=0
     header "reload: tests/integration/reload.py ($abs/troupe)"
     run_logged "$log" "$RELOAD_TIMEOUT" python3 tests/integration/reload.py "$abs" || rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-    if [ -n "$last" ]; then
-        p=${last%% *}
-        f=${last#*, }; f=${f%% *}
-        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-            echo "!!! reload.py: $(why "$rc") although it reported no failure"
-            f=1
-        fi
-    else
-        echo "!!! reload.py: $(why "$rc") without a summary line"
-        p=0; f=1
-    fi
-    printf -- '--- reload: %d passed, %d failed\n' "$p" "$f"
-    add "reload ($abs)" "$p" "$f"
+    count_summary "$log" "$rc" reload.py reload "reload ($abs)" 0
 }
 
 # ---- (c4) examples/techempower on Postgres (tests/integration/techempower.py) ------
@@ -270,23 +253,10 @@ TECHEMPOWER_TIMEOUT=${TROUPE_TECHEMPOWER_TIMEOUT:-300}   # seconds for the whole
 # examples/techempower/schema.sql into $TROUPE_PG_URL and checks every route against
 # the TechEmpower rules. Counted like http.py.
 run_techempower() {
-    local abs=$1 log=$logs/techempower.$RANDOM.log rc=0 last p f
+    local abs=$1 log=$logs/techempower.$RANDOM.log rc=0
     header "techempower: tests/integration/techempower.py ($abs/troupe)"
     run_logged "$log" "$TECHEMPOWER_TIMEOUT" python3 tests/integration/techempower.py "$abs" || rc=$?
-    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-    if [ -n "$last" ]; then
-        p=${last%% *}
-        f=${last#*, }; f=${f%% *}
-        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-            echo "!!! techempower.py: $(why "$rc") although it reported no failure"
-            f=1
-        fi
-    else
-        echo "!!! techempower.py: $(why "$rc") without a summary line"
-        p=0; f=1
-    fi
-    printf -- '--- techempower: %d passed, %d failed\n' "$p" "$f"
-    add "techempower ($abs)" "$p" "$f"
+    count_summary "$log" "$rc" techempower.py techempower "techempower ($abs)" 0
 }
 
 # ---- (d) the embed example, built against the installed library -----------------

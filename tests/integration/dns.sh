@@ -11,17 +11,9 @@
 # its own. One line per check, then `N passed, N failed`. Takes about 15 s.
 set -u
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-troupe=${TROUPE_BUILD_DIR:-$root/build}/troupe
-passed=0
-failed=0
+. "$(dirname "$0")/common.bash"
 pid=""
-own_services=""
 logs=$(mktemp -d "${TMPDIR:-/tmp}/troupe-dns.XXXXXX")
-
-ok()     { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1"; }
 
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -33,14 +25,8 @@ trap 'exit 130' INT TERM
 
 finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit $?; }
 
-if [ ! -x "$troupe" ]; then
-    echo "no $troupe (make first)"; echo "0 passed, 1 failed"; exit 1
-fi
-if [ -z "${TROUPE_PG_URL:-}" ] || [ -z "${TROUPE_REDIS_URL:-}" ]; then
-    env=$("$root/tests/services.sh" start) || { echo "0 passed, 1 failed"; exit 1; }
-    eval "$env"
-    own_services=$TROUPE_SERVICES_DIR
-fi
+need_troupe
+use_services TROUPE_PG_URL TROUPE_REDIS_URL
 if ! cc -shared -fPIC -O1 -o "$logs/slowdns.so" "$here/slowdns.c" -ldl 2> "$logs/cc.log"; then
     cat "$logs/cc.log"; not_ok "build the slowdns.c shim"; finish
 fi

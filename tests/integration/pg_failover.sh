@@ -10,20 +10,11 @@
 # `N passed, N failed`. Takes about 20 s.
 set -u
 
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-troupe=${TROUPE_BUILD_DIR:-$root/build}/troupe
-passed=0
-failed=0
+. "$(dirname "$0")/common.bash"
 pids=()
-own_services=""
 opts=""
 DIR=""
 logs=$(mktemp -d "${TMPDIR:-/tmp}/troupe-pgfail.XXXXXX")
-
-ok()     { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1"; }
-check()  { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
 
 cleanup() {
     local p
@@ -39,14 +30,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ ! -x "$troupe" ]; then
-    echo "no $troupe (make first)"; echo "0 passed, 1 failed"; exit 1
-fi
-if [ -z "${TROUPE_PG_URL:-}" ] || [ -z "${TROUPE_SERVICES_DIR:-}" ]; then
-    env=$("$root/tests/services.sh" start) || { echo "0 passed, 1 failed"; exit 1; }
-    eval "$env"
-    own_services=$TROUPE_SERVICES_DIR
-fi
+need_troupe
+use_services TROUPE_PG_URL TROUPE_SERVICES_DIR
 DIR=$TROUPE_SERVICES_DIR
 PGBIN=/usr/lib/postgresql/15/bin
 [ -x "$PGBIN/pg_ctl" ] || PGBIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -n 1)")

@@ -9,17 +9,10 @@
 # One line per check (`ok - name` / `not ok - name`), then `N passed, N failed`.
 set -eu
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
-troupe=${TROUPE_BUILD_DIR:-$root/build}/troupe
-here=$root/tests/integration
-passed=0
-failed=0
+. "$(dirname "$0")/common.bash"
 dir=""
 main_pid=""
 app_pid=""
-
-ok()     { passed=$((passed + 1)); echo "ok - $1"; }
-not_ok() { failed=$((failed + 1)); echo "not ok - $1"; }
 
 if ! command -v redis-server > /dev/null || ! command -v redis-cli > /dev/null; then
     echo "skipped: redis-server or redis-cli is not installed"
