@@ -462,21 +462,6 @@ static char *dup_str(const char *s)
 
 enum { LUA_PATH_MAX = 4 * PATH_MAX };
 
-/* tr_lua_default_path for the directory of script, into out (LUA_PATH_MAX). */
-static int default_path(char *out, const char *script)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(script, '/');
-    size_t len = slash ? (size_t)(slash - script) : 0;
-    if (len >= sizeof dir)
-        return TR_EINVAL;
-    memcpy(dir, script, len);
-    dir[len] = '\0';
-    if (slash && len == 0)
-        snprintf(dir, sizeof dir, "/");
-    return tr_lua_default_path(out, LUA_PATH_MAX, slash ? dir : ".");
-}
-
 /* A socket bound to the address, with SO_REUSEPORT so every worker binds one. */
 static int bind_socket(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
 {
@@ -746,7 +731,7 @@ int tr_http_start(tr_runtime *rt, const tr_http_config *opts, char *err, size_t 
     if (opts->lua.lua_path)
         srv->lua_path = dup_str(opts->lua.lua_path);
     else if ((srv->lua_path = tr_malloc(LUA_PATH_MAX)) != NULL &&
-             default_path(srv->lua_path, opts->script) < 0) {
+             tr__lua_script_path(srv->lua_path, LUA_PATH_MAX, opts->script) < 0) {
         snprintf(err, errlen, "the default package.path is too long for %s", opts->script);
         server_release(srv, 0);
         return TR_EINVAL;

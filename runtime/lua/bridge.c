@@ -57,13 +57,10 @@ int tr_spawn_lua(tr_runtime *rt, const char *script, const tr_lua_config *cfg,
 {
     if (script == NULL || pid == NULL)
         return fail(err, errlen, TR_EINVAL, "no script");
-    char dir[PATH_MAX] = ".", path[4 * PATH_MAX];
-    const char *slash = strrchr(script, '/');
-    if (slash && (size_t)(slash - script) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", slash == script ? 1 : (int)(slash - script), script);
+    char path[4 * PATH_MAX];
     const char *lua_path = cfg ? cfg->lua_path : NULL;
     if (lua_path == NULL) {
-        if (tr_lua_default_path(path, sizeof path, dir) < 0)
+        if (tr__lua_script_path(path, sizeof path, script) < 0)
             return fail(err, errlen, TR_EINVAL, "the default package.path is too long");
         lua_path = path;
     }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "troupe.h"
+#include "vm.h"
 
 /* Into dir (PATH_MAX): the framework's directory below the directory of file, or "". */
 static int probe_from(const char *file, char *dir)
@@ -55,4 +56,18 @@ int tr_lua_default_path(char *out, size_t n, const char *script_dir)
         len = snprintf(out, n, "%s%s%s/?.lua;%s/?/init.lua;./?.lua",
                        extra ? extra : "", extra ? ";" : "", dir, dir);
     return len < 0 || (size_t)len >= n ? TR_EINVAL : 0;
+}
+
+int tr__lua_script_path(char *out, size_t n, const char *script)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(script, '/');
+    size_t len = slash ? (size_t)(slash - script) : 0;
+    if (len >= sizeof dir)
+        return TR_EINVAL;
+    memcpy(dir, script, len);
+    dir[len] = '\0';
+    if (slash && len == 0)
+        snprintf(dir, sizeof dir, "/");
+    return tr_lua_default_path(out, n, slash ? dir : ".");
 }

@@ -48,6 +48,10 @@ void tr_lvm_disarm(tr_lvm *vm, lua_State *co);
 
 uint64_t tr_lvm_now_ns(void);
 
+/* tr_lua_default_path for the directory of script (path.c): 0, or TR_EINVAL when
+ * that directory or the path is too long. */
+int tr__lua_script_path(char *out, size_t n, const char *script);
+
 /* Registers the troupe.* C modules in package.preload (lactor.c). */
 void tr_lua_preload(lua_State *L);
 
