@@ -544,15 +544,25 @@ static int do_unsubscribe(lua_State *L, int pattern)
         lua_pushnil(L);
         lua_rawset(L, -3);
     }
+    /* In a coroutine it returns once the subscriber table has dropped pid, so that no
+     * message published after it returns reaches pid; elsewhere it cannot wait. */
+    int main_thread = lua_pushthread(L);
+    lua_pop(L, 1);
+    int wait = lua_isyieldable(L) && !main_thread;
+    uint64_t ref = tr_lactor_new_ref();
+    tr_redis_req confirm = { .done = done_confirm, .user = { tr_self(tr_lactor_ctx(la)), ref } };
     int rc = (pattern ? tr_redis_punsubscribe : tr_redis_unsubscribe)(runtime_of(la), channel, len,
-                                                                     pid);
+                                                                     pid, wait ? &confirm : NULL);
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, rc == TR_ENOMEM ? "redis: out of memory" : "redis: the runtime is stopping");
         return 2;
     }
-    lua_pushboolean(L, 1);
-    return 1;
+    if (!wait) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    return tr_lactor_wait(L, ref);
 }
 
 static int c_subscribe(lua_State *L)    { return do_subscribe(L, 0); }

@@ -148,14 +148,18 @@ int tr_redis_subscribe(tr_runtime *rt, const char *channel, size_t len,
                        const tr_redis_target *target, const tr_redis_req *confirm);
 
 /* Drops the subscriptions of pid to channel (both kinds); the channel is left when it
- * has no subscriber any more. 0, TR_ENOMEM, TR_ESTOPPED. */
-int tr_redis_unsubscribe(tr_runtime *rt, const char *channel, size_t len, tr_pid pid);
+ * has no subscriber any more. Once they are dropped (no message reaches pid after
+ * that), confirm->done runs with status 0; confirm may be NULL. 0, TR_ENOMEM,
+ * TR_ESTOPPED (done not called). */
+int tr_redis_unsubscribe(tr_runtime *rt, const char *channel, size_t len, tr_pid pid,
+                         const tr_redis_req *confirm);
 
 /* The same for a glob-style pattern (PSUBSCRIBE: h?llo, h*llo, h[ae]llo): each
  * message of a channel it matches carries the pattern too. A pattern and a channel of
  * the same name are separate subscriptions. */
 int tr_redis_psubscribe(tr_runtime *rt, const char *pattern, size_t len,
                         const tr_redis_target *target, const tr_redis_req *confirm);
-int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid);
+int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid,
+                          const tr_redis_req *confirm);
 
 #endif

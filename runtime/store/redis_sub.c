@@ -392,6 +392,7 @@ static void subscribe(tr__rsub *s, sub_req *q)
 static void unsubscribe(tr__rsub *s, sub_req *q)
 {
     channel *ch = *find(s, q->name, q->len, q->pattern, hash(q->name, q->len, q->pattern));
+    confirm(s, q, 0, "");          /* from here on nothing reaches the pid */
     if (ch == NULL)
         return;
     for (target **p = &ch->targets; *p;) {
@@ -430,7 +431,7 @@ static int sub_receive(tr_ctx *ctx, void *state, tr_msg *m)
             }
         }
         if (s == NULL) {
-            if (q->kind == REQ_SUB && q->done) {
+            if (q->done) {
                 tr_redis_result *res = tr__redis_error_result(TR_ENOMEM, "redis: out of memory",
                                                               q->user);
                 if (res)
@@ -525,13 +526,19 @@ static int sub(tr_runtime *rt, int pattern, const char *name, size_t len,
     return post(rt, q);
 }
 
-static int unsub(tr_runtime *rt, int pattern, const char *name, size_t len, tr_pid pid)
+static int unsub(tr_runtime *rt, int pattern, const char *name, size_t len, tr_pid pid,
+                 const tr_redis_req *confirm_)
 {
     sub_req *q = req_new(REQ_UNSUB, name, len);
     if (q == NULL)
         return TR_ENOMEM;
     q->pattern = pattern;
     q->target.pid = pid;
+    if (confirm_) {
+        q->done = confirm_->done;
+        q->user[0] = confirm_->user[0];
+        q->user[1] = confirm_->user[1];
+    }
     return post(rt, q);
 }
 
@@ -541,9 +548,10 @@ int tr_redis_subscribe(tr_runtime *rt, const char *channel_, size_t len,
     return sub(rt, 0, channel_, len, target_, confirm_);
 }
 
-int tr_redis_unsubscribe(tr_runtime *rt, const char *channel_, size_t len, tr_pid pid)
+int tr_redis_unsubscribe(tr_runtime *rt, const char *channel_, size_t len, tr_pid pid,
+                         const tr_redis_req *confirm_)
 {
-    return unsub(rt, 0, channel_, len, pid);
+    return unsub(rt, 0, channel_, len, pid, confirm_);
 }
 
 int tr_redis_psubscribe(tr_runtime *rt, const char *pattern, size_t len,
@@ -552,9 +560,10 @@ int tr_redis_psubscribe(tr_runtime *rt, const char *pattern, size_t len,
     return sub(rt, 1, pattern, len, target_, confirm_);
 }
 
-int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid)
+int tr_redis_punsubscribe(tr_runtime *rt, const char *pattern, size_t len, tr_pid pid,
+                          const tr_redis_req *confirm_)
 {
-    return unsub(rt, 1, pattern, len, pid);
+    return unsub(rt, 1, pattern, len, pid, confirm_);
 }
 
 /* After tr_redis_configure changed the URL: move the subscriber to the new server
