@@ -57,7 +57,7 @@ CORE_SRC := runtime/core/error.c runtime/core/alloc.c runtime/core/runtime.c \
             runtime/core/message.c runtime/core/signal.c runtime/core/timer.c \
             runtime/core/call.c runtime/core/pool.c \
             runtime/core/registry.c
-LUA_SRC  := runtime/lua/codec.c runtime/lua/vm.c runtime/lua/chunks.c runtime/lua/lactor.c runtime/lua/path.c runtime/lua/bridge.c bindings/actor.c bindings/json.c bindings/json_encode.c bindings/json_decode.c \
+LUA_SRC  := runtime/lua/codec.c runtime/lua/vm.c runtime/lua/budget.c runtime/lua/chunks.c runtime/lua/lactor.c runtime/lua/path.c runtime/lua/bridge.c bindings/actor.c bindings/json.c bindings/json_encode.c bindings/json_decode.c \
             bindings/html.c
 HTTP_SRC := runtime/http/server.c runtime/http/conn.c runtime/http/response.c \
             runtime/http/control.c bindings/http.c
@@ -147,7 +147,10 @@ $(B)/bench_actors: bench/actors.c $(B)/libtroupe.a
 
 bench: bench-actors bench-http bench-db bench-reload
 
-bench-actors: all $(B)/bench_actors
+$(B)/bench_lua_bare: bench/lua_bare.c
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(LIBS)
+
+bench-actors: all $(B)/bench_actors $(B)/bench_lua_bare
 	@scripts/deps.sh bench
 	@bench/actors.sh $(B)
 

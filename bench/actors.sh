@@ -9,6 +9,8 @@ trap 'rm -f "$out"' EXIT
 # Lua actors (bench/lua/actors.lua); --unsafe lets the main script read /proc/self/statm
 # and start a fresh process per spawn run. The actors it spawns stay sandboxed.
 TROUPE_BENCH_WORKERS=2 "$B/troupe" run --workers 2 --unsafe bench/lua/actors.lua | tee -a "$out"
+# The same plain Lua work as actors.lua.cpu, in a bare Lua state with no hook.
+"$B/bench_lua_bare" bench/lua/cpu.lua | tee -a "$out"
 bench/erlang/run.sh | tee -a "$out"
 awk '
     { v[$2] = $3 }
@@ -18,6 +20,8 @@ awk '
             printf "BENCH actors.c.roundtrip_vs_erlang %.2f x\n", v["actors.c.roundtrip"] / v["erlang.roundtrip"]
             printf "BENCH actors.c.spawn_vs_erlang %.2f x\n", v["erlang.spawn_1m"] / v["actors.c.spawn_1m"]
         }
+        if (v["actors.lua.cpu"] > 0)
+            printf "BENCH actors.lua.cpu_vs_bare %.2f x\n", v["actors.lua.cpu_bare"] / v["actors.lua.cpu"]
         # skynet (Lua services, 2 threads): the figures the issue gives for this machine, 194k
         # round trips/s and 428k one-way msgs/s; skynet cannot be built here to re-run.
         if (v["actors.lua.roundtrip"] > 0) {

@@ -20,6 +20,10 @@
 --                               spawns / 10,000.
 --   actors.lua.vm_bytes_per_actor  what one idle actor's VM counts itself
 --                               (collectgarbage("count") at the end of its init).
+--   actors.lua.cpu             seconds an actor takes for the plain Lua work of
+--                               cpu.lua (records, field reads, string building,
+--                               calls); bench/lua_bare.c times the same work in a bare
+--                               Lua state with no hook (actors.lua.cpu_bare).
 -- Both spawn figures come from a fresh process per run (as actors.c.spawn_1m does),
 -- so memory freed by an earlier run cannot hide the growth.
 local actor = require "troupe.actor"
@@ -80,6 +84,20 @@ local function oneway(yield, batch, name)
   end)
   actor.kill(sender, "shutdown")
   actor.kill(counter, "shutdown")
+end
+
+-- ---- cpu ----
+
+local function cpu()
+  local pid = assert(actor.spawn(script("cpu_actor.lua"), dir))
+  local result
+  bench("actors.lua.cpu", "s", "%.4f", function()
+    local r = assert(actor.call(pid, "run", math.huge))
+    result = r[2]
+    return r[1]
+  end)
+  print(fmt("# cpu.lua result %d", result))
+  actor.kill(pid, "shutdown")
 end
 
 -- ---- spawn (one run per process) ----
@@ -152,4 +170,5 @@ if what == "oneway-variants" then
   end
   oneway("self", N_ONEWAY, "actors.lua.oneway.no_yield")
 end
+if what == nil or what == "cpu" then cpu() end
 if what == nil or what == "spawn" then spawn_bench() end

@@ -3,11 +3,8 @@
  *
  * Memory: every block goes through tr_realloc, counted; past the cap the allocator
  * returns NULL and Lua raises a memory error in the running coroutine.
- * CPU: a count hook every HOOK_EVERY instructions compares the clock with the
- * deadline of the current message. Once it has passed, the hook fires at every
- * instruction and raises each time, so a pcall in the script may catch the error but
- * cannot go on running: the next instruction after the pcall raises again, up to
- * the message's own protected call.
+ * CPU: the budget of the current message or request is kept by budget.c (a watchdog
+ * that sets a count hook once the deadline passed).
  * Sandbox: scripts load as text only; os.execute, io.popen and friends are gone
  * unless the VM is created unsafe.
  * Size: a sandboxed state opens coroutine, table, math, utf8, os and string on first
@@ -23,8 +20,6 @@
 
 #include "chunks.h"
 #include "vm.h"
-
-#define HOOK_EVERY 1000
 
 uint64_t tr_lvm_now_ns(void)
 {
@@ -136,35 +131,6 @@ tr_lvm *tr_lvm_of(lua_State *L)
     void *ud;
     lua_getallocf(L, &ud);
     return ud;
-}
-
-static void budget_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    tr_lvm *vm = tr_lvm_of(L);
-    bool stopped = vm->rt && tr_runtime_stopping(vm->rt) == 2;
-    if (!vm->expired) {
-        if (!stopped && (vm->deadline == 0 || tr_lvm_now_ns() < vm->deadline))
-            return;
-        vm->expired = true;
-    }
-    /* From now on at every instruction of this thread, so it cannot be outrun. */
-    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
-    luaL_error(L, stopped ? TR_LVM_STOPPED_MSG : TR_LVM_BUDGET_MSG);
-}
-
-void tr_lvm_arm(tr_lvm *vm, lua_State *co)
-{
-    vm->expired = false;
-    vm->deadline = vm->budget_ns ? tr_lvm_now_ns() + vm->budget_ns : 0;
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
-}
-
-void tr_lvm_disarm(tr_lvm *vm, lua_State *co)
-{
-    vm->deadline = 0;
-    vm->expired = false;
-    lua_sethook(co, NULL, 0, 0);
 }
 
 /* ---- sandbox ---- */
@@ -349,6 +315,8 @@ static void lazy_open(lua_State *L, int i)
     int lib = lua_gettop(L);
     if (lazy_libs[i].func == luaopen_os)
         block_os(L, lib);
+    if (lazy_libs[i].func == luaopen_coroutine)
+        tr__lvm_track_coroutines(L, lib);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);  /* lib G LOADED */
     set_if_absent(L, lib + 2, lazy_libs[i].name, lib);
@@ -634,9 +602,12 @@ static int open_all(lua_State *L)
 {
     tr_lvm *vm = lua_touserdata(L, 1);
     const char *lua_path = lua_touserdata(L, 2);
-    if (vm->unsafe)
+    if (vm->unsafe) {
         luaL_openlibs(L);
-    else
+        lua_getglobal(L, LUA_COLIBNAME);
+        tr__lvm_track_coroutines(L, -1);
+        lua_pop(L, 1);
+    } else
         open_sandboxed(L);
     lua_getglobal(L, "package");
     if (lua_path) {

@@ -8,6 +8,8 @@
 
 #include "troupe.h"
 
+typedef struct tr__budget_slot tr__budget_slot;
+
 typedef struct tr_lvm {
     lua_State *L;
     size_t     used;         /* bytes the state holds now */
@@ -15,6 +17,10 @@ typedef struct tr_lvm {
     uint64_t   budget_ns;    /* CPU budget of one message or request */
     uint64_t   deadline;     /* tr_lvm_now_ns() time the current budget ends; 0: none */
     bool       expired;      /* the budget ran out: every hook call raises again */
+    /* While a turn kept by the watchdog runs (budget.c): */
+    tr__budget_slot *slot;   /* the thread's slot; NULL: the count hook keeps it */
+    lua_State *volatile cur; /* the Lua thread running (the signal handler's target) */
+    struct tr_lvm *outer;    /* the turn this one runs inside, on the same thread */
     bool       unsafe;       /* os.execute, io.popen and C modules allowed */
     uint8_t    lazy;         /* sandbox: standard libraries still to open on first use */
     uint64_t   child_budget_ms; /* what actors it spawns get by default */
@@ -41,10 +47,13 @@ typedef struct tr_lvm_opts {
 int  tr_lvm_init(tr_lvm *vm, const tr_lvm_opts *opts);
 void tr_lvm_close(tr_lvm *vm);
 
-/* Starts the CPU budget for work about to run on thread co (hooks are per thread). */
+/* Starts the CPU budget for work about to run on thread co (budget.c). */
 void tr_lvm_arm(tr_lvm *vm, lua_State *co);
 /* Ends it: co runs unmetered (between messages, or while suspended). */
 void tr_lvm_disarm(tr_lvm *vm, lua_State *co);
+/* Replaces resume and wrap in the coroutine library at lib with versions that keep
+ * vm->cur on the coroutine they run (budget.c). */
+void tr__lvm_track_coroutines(lua_State *L, int lib);
 
 uint64_t tr_lvm_now_ns(void);
 

@@ -108,6 +108,30 @@ describe("the CPU budget (opts.budget)", function()
     budget_exceeded("coroutine_loop")
   end)
 
+  it("cannot be outrun with coroutine.wrap under a pcall", function()
+    local pid = h.spawn("probe", nil, { budget = 0.2 })
+    local dt, r = h.timed(h.eval, pid, [[
+      while true do pcall(coroutine.wrap(function() while true do end end)) end
+    ]])
+    assert.is_nil(r[1])
+    assert.matches("CPU budget exceeded", r[2])
+    assert.is_true(dt >= 0.15 and dt < 1.5, "stopped after " .. dt)
+  end)
+
+  it("leaves a coroutine the state keeps working after a turn that ran out", function()
+    local pid = h.spawn("probe", nil, { budget = 0.2 })
+    assert.equal(1, h.eval(pid, [[
+      state.gen = coroutine.wrap(function()
+        local i = 0
+        while true do i = i + 1; coroutine.yield(i) end
+      end)
+      return state.gen()
+    ]]))
+    local _, r = h.timed(h.eval, pid, "state.gen(); while true do end")
+    assert.matches("CPU budget exceeded", r[2])
+    assert.equal(3, h.eval(pid, "return state.gen()"))
+  end)
+
   -- The next three escape the budget. Their runaway part is bounded (about 1 s) so
   -- that they fail instead of hanging the suite; unbounded, each holds a worker
   -- thread forever (and `troupe` then never exits).
@@ -220,5 +244,61 @@ describe("the CPU budget (opts.budget)", function()
   it("defaults to 1 s per message", function()
     local pid = h.spawn("service")
     assert.equal("spun", actor.call(pid, { op = "spin", v = 0.5 }))
+  end)
+end)
+
+-- budget.c replaces coroutine.resume and coroutine.wrap (to know which coroutine runs
+-- when the budget runs out): what scripts see must stay Lua's own.
+describe("coroutine.resume and coroutine.wrap", function()
+  local CHECK = [[
+    local out = {}
+    local ok, e = pcall(coroutine.wrap(function() error("boom") end))
+    out.wrap_error = e
+    local f = coroutine.wrap(function() return 1 end)
+    f()
+    out.dead = select(2, pcall(f))
+    out.table_error = type(select(2, pcall(coroutine.wrap(function() error({}) end))))
+    out.bad_resume = select(2, pcall(coroutine.resume, 1))
+    out.bad_wrap = select(2, pcall(coroutine.wrap, 1))
+    out.values = { coroutine.resume(coroutine.create(function(...) return ... end), 1, 2, 3) }
+    out.resume_error = { coroutine.resume(coroutine.create(function() error("x", 0) end)) }
+    local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1); return b * 2 end)
+    out.yields = { co(1), co(10) }
+    local inner = coroutine.wrap(function() return coroutine.isyieldable(), coroutine.running() end)
+    out.inner = { inner() }
+    out.inner[2] = type(out.inner[2])
+    local closed = false
+    local c = coroutine.wrap(function()
+      local _ <close> = setmetatable({}, { __close = function() closed = true end })
+      error("with a to-be-closed variable", 0)
+    end)
+    out.close_error = select(2, pcall(c))
+    out.closed = closed
+    return out
+  ]]
+
+  local function check(out)
+    assert.matches(":%d+: boom$", out.wrap_error)
+    assert.equal("cannot resume dead coroutine", out.dead)
+    assert.equal("table", out.table_error)
+    assert.equal("bad argument #1 to 'coroutine.resume' (thread expected, got number)",
+                 out.bad_resume)
+    assert.equal("bad argument #1 to 'coroutine.wrap' (function expected, got number)",
+                 out.bad_wrap)
+    assert.same({ true, 1, 2, 3 }, out.values)
+    assert.same({ false, "x" }, out.resume_error)
+    assert.same({ 2, 20 }, out.yields)
+    assert.same({ true, "thread", false }, out.inner)
+    assert.equal("with a to-be-closed variable", out.close_error)
+    assert.is_true(out.closed)
+  end
+
+  it("behave as Lua's own in a script", function()
+    check(assert(load(CHECK))())
+  end)
+
+  it("behave as Lua's own in an actor (the sandbox opens coroutine lazily)", function()
+    local pid = h.spawn("probe", nil, { budget = 1 })
+    check(assert(h.eval(pid, CHECK)))
   end)
 end)

@@ -6,6 +6,8 @@
  * spawns, refreshed when a file changes, bounded, never used by scripts' own
  * loadfile/dofile/require, freed with the runtime. */
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,10 +79,12 @@ static void write_old_file(const char *name, const char *text, time_t mtime)
     assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
 }
 
-/* Runs code as the main actor of a fresh runtime (unsafe: with io and os.execute);
- * returns whether it succeeded. *chunks (if not NULL) gets the counters of the
- * runtime's chunk cache as the runtime ends. */
-static int run_main_ex(const char *code, int workers, bool unsafe, tr_chunks_stats *chunks)
+/* Runs code as the main actor of a fresh runtime (unsafe: with io and os.execute),
+ * which stops the runtime with a deadline of stop_ms when it ends; returns whether it
+ * succeeded. *chunks (if not NULL) gets the counters of the runtime's chunk cache as
+ * the runtime ends. */
+static int run_main_stop(const char *code, int workers, bool unsafe, int stop_ms,
+                         tr_chunks_stats *chunks)
 {
     tr_runtime *rt = th_runtime(workers);
     char path[256];
@@ -94,7 +98,7 @@ static int run_main_ex(const char *code, int workers, bool unsafe, tr_chunks_sta
     req.vm.budget_ms = UINT64_MAX;
     req.vm.child_budget_ms = 1000;
     req.vm.unsafe = unsafe;
-    tr_lua_main_result result = { .stop_deadline_ms = 5000 };
+    tr_lua_main_result result = { .stop_deadline_ms = stop_ms };
     tr_lua_main_watch(&result);
     tr_pid pid;
     int rc = tr_lua_spawn_actor(rt, &req, NULL, &pid);
@@ -109,6 +113,11 @@ static int run_main_ex(const char *code, int workers, bool unsafe, tr_chunks_sta
     assert_int_equal(tr_alloc_live(), 0);   /* the chunk cache included */
     tr_alloc_track(0);
     return result.done && result.ok;
+}
+
+static int run_main_ex(const char *code, int workers, bool unsafe, tr_chunks_stats *chunks)
+{
+    return run_main_stop(code, workers, unsafe, 5000, chunks);
 }
 
 static int run_main(const char *code, int workers)
@@ -136,20 +145,79 @@ static void test_messages_and_calls(void **state)
         "assert(actor.call(e, 'x', 0) == 'x' or true)\n", 2));
 }
 
+static const char LIMITS[] =
+    "local actor = require 'troupe.actor'\n"
+    "local e = assert(actor.spawn('echo', nil, { budget = 0.1, memory = 4 * 1024 * 1024 }))\n"
+    "local t = actor.now()\n"
+    "local v, err = actor.call(e, 'spin')\n"
+    "assert(v == nil and err:find('CPU budget exceeded'), err)\n"
+    "assert(actor.now() - t < 2)\n"
+    "v, err = actor.call(e, 'hog')\n"
+    "assert(v == nil and err:find('memory'), err)\n"
+    "collectgarbage()\n"
+    "assert(actor.call(e, 'still here') == 'still here')\n";
+
 static void test_limits(void **state)
 {
     (void)state;
-    assert_true(run_main(
-        "local actor = require 'troupe.actor'\n"
-        "local e = assert(actor.spawn('echo', nil, { budget = 0.1, memory = 4 * 1024 * 1024 }))\n"
-        "local t = actor.now()\n"
-        "local v, err = actor.call(e, 'spin')\n"
-        "assert(v == nil and err:find('CPU budget exceeded'), err)\n"
-        "assert(actor.now() - t < 2)\n"
-        "v, err = actor.call(e, 'hog')\n"
-        "assert(v == nil and err:find('memory'), err)\n"
-        "collectgarbage()\n"
-        "assert(actor.call(e, 'still here') == 'still here')\n", 2));
+    assert_true(run_main(LIMITS, 2));
+}
+
+/* ---- the CPU budget on worker threads (budget.c) ---- */
+
+/* A turn within its budget runs with no hook: a count hook slows every instruction.
+ * Under ThreadSanitizer the count hook keeps the budget instead (see budget.c). */
+static void test_budget_sets_no_hook(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_THREAD__)
+    const char *want = "f ~= nil and count == 1000";
+#else
+    const char *want = "f == nil";
+#endif
+    char code[1024];
+    snprintf(code, sizeof code,
+             "local f, mask, count = debug.gethook()\n"
+             "assert(%s, 'hook: ' .. tostring(f) .. ' ' .. tostring(count))\n"
+             "f, mask, count = coroutine.wrap(function() return debug.gethook() end)()\n"
+             "assert(%s, 'hook in a coroutine: ' .. tostring(f) .. ' ' .. tostring(count))\n"
+             "local ok, e = coroutine.resume(coroutine.create(function() error('x', 0) end))\n"
+             "assert(not ok and e == 'x')\n",
+             want, want);
+    assert_true(run_main_ex(code, 2, true, NULL));
+}
+
+/* The watchdog's signal reaches workers of a runtime created with signals blocked,
+ * as an embedder may do before it starts threads of its own. (SIGINT and SIGTERM stay
+ * open, so that a run that hangs here can be stopped.) */
+static void test_budget_with_signals_blocked(void **state)
+{
+    (void)state;
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGINT);
+    sigdelset(&all, SIGTERM);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &all, &old), 0);
+    int ok = run_main(LIMITS, 2);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    assert_true(ok);
+}
+
+/* Past the stop deadline, Lua still running is interrupted, budget or not: the
+ * runtime stops. (The main script ends at once: a timer of its own could be due on
+ * the worker the loop holds.) */
+static void test_stop_interrupts_lua(void **state)
+{
+    (void)state;
+    uint64_t t0 = tr_lvm_now_ns();
+    assert_true(run_main_stop("local actor = require 'troupe.actor'\n"
+                              "local e = assert(actor.spawn('echo', nil, { budget = 86400 }))\n"
+                              "actor.send(e, 'spin')\n",
+                              2, false, 300, NULL));
+    uint64_t ms = (tr_lvm_now_ns() - t0) / 1000000;
+    if (ms > 3000)
+        fail_msg("the runtime stopped after %llu ms (stop deadline 300 ms)",
+                 (unsigned long long)ms);
 }
 
 static void test_many_pairs_across_workers(void **state)
@@ -461,6 +529,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_messages_and_calls),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_budget_sets_no_hook),
+        cmocka_unit_test(test_budget_with_signals_blocked),
+        cmocka_unit_test(test_stop_interrupts_lua),
         cmocka_unit_test(test_many_pairs_across_workers),
         cmocka_unit_test(test_failure_is_reported),
         cmocka_unit_test(test_chunk_cache_serves_later_spawns),
