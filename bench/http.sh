@@ -6,8 +6,11 @@
 #   bench/http.sh [BUILD_DIR]
 # Environment: BENCH_RUNS (5), BENCH_DURATION seconds per run (5), BENCH_WARMUP seconds
 # (2), BENCH_SERVERS ("troupe nginx node ceiling"), BENCH_CASES (all below).
-# Each server starts alone on a free loopback port; each case gets a warm-up, then
-# BENCH_RUNS runs of `wrk -t1`; the figures are medians. Prints
+# Every server starts on a free loopback port and they stay up together; each case gets
+# a warm-up of each, then BENCH_RUNS rounds in which every server gets one run of
+# `wrk -t1` in turn (each round starting with the next server), so that a machine whose
+# speed drifts during the minutes of a case moves every server alike. The figures are
+# medians. Prints
 #   BENCH http.<server>.<case> <req/s> req/s      BENCH http.<server>.<case>.p99 <ms> ms
 #   BENCH http.<server>.rss <MB> MB (summed over the server's processes, after the runs)
 #   BENCH http.<server>.pss <MB> MB (the same, shared pages counted once)
@@ -80,8 +83,21 @@ stop_server() {
     server_pid=""
 }
 
+declare -A pid_of log_of base_of   # by server, while it runs
+active=()                          # the servers started and still measured
+
+# Makes server the current one (server_pid, server_log) for the functions below.
+use() {
+    server_pid=${pid_of[$1]}
+    server_log=${log_of[$1]}
+}
+
 cleanup() {
-    stop_server
+    local s
+    for s in "${!pid_of[@]}"; do
+        use "$s"
+        stop_server
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -264,49 +280,83 @@ wait_quiet() {
     return 0
 }
 
+# Drops server from the measured ones after a failure (why) in case name.
+drop() {
+    local server=$1 name=$2 why=$3 s keep=()
+    echo "# http.$server.$name: $why"
+    if [ "$why" = exited ]; then
+        echo "# http.$server: the server exited during $name; its output:"
+        sed 's/^/#   /' "${log_of[$server]}" | tail -n 20
+    fi
+    for s in "${active[@]}"; do [ "$s" = "$server" ] || keep+=("$s"); done
+    active=("${keep[@]}")
+    failed="$failed $server"
+}
+
+# One case for every active server: a warm-up each, then RUNS rounds of one run each,
+# every round starting with the next server. Records each server's medians.
 run_case() {
-    local server=$1 name=$2 base=$3 path conns depth r out errors=0
-    local rps=() p99=() wcpu=() scpu=() sirq=() other=() idle=()
+    local name=$1 path conns depth r i n s out
     read -r path conns depth <<< "$(case_spec "$name")"
     wait_quiet
-    wrk_once "$base$path" "$conns" "$depth" "$WARMUP" > /dev/null || return 1
+    for s in "${active[@]}"; do
+        use "$s"
+        : > "$work/runs.$s"
+        wrk_once "${base_of[$s]}$path" "$conns" "$depth" "$WARMUP" > /dev/null ||
+            drop "$s" "$name" "wrk failed"
+    done
     for r in $(seq "$RUNS"); do
-        out=$(wrk_once "$base$path" "$conns" "$depth" "$DURATION") || return 1
-        set -- $out
-        log "  $server $name run $r/$RUNS: $1 req/s, p99 $(( $2 / 1000 )) ms, non-2xx $3, socket errors $4, CPU wrk $5% server $6% softirq $7% other $8% idle $9%"
-        if ! kill -0 "$server_pid" 2> /dev/null; then
-            echo "# http.$server: the server exited during $name; its output:"
-            sed 's/^/#   /' "$server_log" | tail -n 20
-            return 2
-        fi
-        if [ "$3" -gt 0 ]; then
-            echo "# http.$server.$name: $3 non-2xx answers; not recorded"
-            return 1
-        fi
-        errors=$((errors + $4))
-        rps+=("$1"); p99+=("$2"); wcpu+=("$5"); scpu+=("$6"); sirq+=("$7"); other+=("$8"); idle+=("$9")
+        local order=("${active[@]}")
+        n=${#order[@]}
+        for i in $(seq 0 $((n - 1))); do
+            s=${order[$(( (i + r - 1) % n ))]}
+            use "$s"
+            if ! out=$(wrk_once "${base_of[$s]}$path" "$conns" "$depth" "$DURATION"); then
+                drop "$s" "$name" "wrk failed"
+                continue
+            fi
+            set -- $out
+            log "  $s $name run $r/$RUNS: $1 req/s, p99 $(( $2 / 1000 )) ms, non-2xx $3, socket errors $4, CPU wrk $5% server $6% softirq $7% other $8% idle $9%"
+            if ! kill -0 "$server_pid" 2> /dev/null; then
+                drop "$s" "$name" exited
+                continue
+            fi
+            if [ "$3" -gt 0 ]; then
+                drop "$s" "$name" "$3 non-2xx answers; not recorded"
+                continue
+            fi
+            echo "$out" >> "$work/runs.$s"
+        done
     done
+    for s in "${active[@]}"; do summarize "$s" "$name"; done
+}
+
+# The median of column c of file f.
+col_median() { awk -v c="$2" '{ print $c }' "$1" | median; }
+
+# Records server's medians for case name from its runs ($work/runs.SERVER: the lines
+# of wrk_once).
+summarize() {
+    local server=$1 name=$2 runs=$work/runs.$1 v m errors r
+    errors=$(awk '{ e += $4 } END { print e + 0 }' "$runs")
     [ "$errors" -gt 0 ] && echo "# http.$server.$name: $errors socket errors over $RUNS runs"
-    record "http.$server.$name" "$(printf '%s\n' "${rps[@]}" | median | awk '{ printf "%.0f", $1 }')" req/s
-    record "http.$server.$name.p99" "$(printf '%s\n' "${p99[@]}" | median | awk '{ printf "%.2f", $1 / 1000 }')" ms
-    local m v
+    record "http.$server.$name" "$(col_median "$runs" 1 | awk '{ printf "%.0f", $1 }')" req/s
+    record "http.$server.$name.p99" "$(col_median "$runs" 2 | awk '{ printf "%.2f", $1 / 1000 }')" ms
     m="cpu.$server.$name"
-    for v in wcpu scpu sirq other idle; do
-        local -n arr=$v
-        m="$m $(printf '%s\n' "${arr[@]}" | median)"
-    done
+    for v in 5 6 7 8 9; do m="$m $(col_median "$runs" "$v")"; done
     echo "$m" >> "$work/cpu"
-    r=$(printf '%s\n' "${other[@]}" | median)
+    r=$(col_median "$runs" 8)
     if awk -v r="$r" 'BEGIN { exit !(r > 15) }'; then
         echo "# http.$server.$name: other processes took $r% of a core during the runs: noisy"
     fi
-    return 0
 }
 
-bench_server() {
-    local server=$1 port base why name ok=1
+# Starts server and checks its answers; on success it joins the active ones.
+start_server() {
+    local server=$1 port base why
     server_log=$work/$server.log
     : > "$server_log"
+    server_pid=""
     port=$(free_port) || { log "no free port"; return 1; }
     base=http://127.0.0.1:$port
     log "== $(server_label "$server") on $base"
@@ -316,22 +366,10 @@ bench_server() {
         stop_server
         return 1
     fi
-    for name in $CASES; do
-        run_case "$server" "$name" "$base"
-        case $? in
-            0) ;;
-            2) ok=0; break ;;
-            *) ok=0; echo "# http.$server.$name: failed" ;;
-        esac
-    done
-    if ! kill -0 "$server_pid" 2> /dev/null; then
-        stop_server
-        return 1
-    fi
-    record "http.$server.rss" "$(awk -v k="$(sum_kb VmRSS status)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
-    record "http.$server.pss" "$(awk -v k="$(sum_kb Pss smaps_rollup)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
-    stop_server
-    [ "$ok" = 1 ]
+    pid_of[$server]=$server_pid
+    log_of[$server]=$server_log
+    base_of[$server]=$base
+    active+=("$server")
 }
 
 # ---- main ----------------------------------------------------------------------
@@ -341,7 +379,7 @@ for tool in wrk curl pgrep; do
 done
 for c in $CASES; do case_spec "$c" > /dev/null || { log "unknown case $c"; exit 1; }; done
 
-log "bench-http: wrk -t1, ${RUNS} runs of ${DURATION}s after ${WARMUP}s warm-up, $(nproc) cores"
+log "bench-http: wrk -t1, ${RUNS} rounds of ${DURATION}s runs after ${WARMUP}s warm-up, $(nproc) cores"
 for server in $SERVERS; do
     case $server in
         nginx) command -v nginx > /dev/null || { echo "# http.nginx: not measured: nginx missing"; failed="$failed nginx"; continue; } ;;
@@ -349,7 +387,15 @@ for server in $SERVERS; do
         troupe|ceiling) ;;
         *) log "unknown server $server"; exit 1 ;;
     esac
-    bench_server "$server" || failed="$failed $server"
+    start_server "$server" || failed="$failed $server"
+done
+for name in $CASES; do
+    [ "${#active[@]}" -gt 0 ] && run_case "$name"
+done
+for server in "${active[@]}"; do
+    use "$server"
+    record "http.$server.rss" "$(awk -v k="$(sum_kb VmRSS status)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
+    record "http.$server.pss" "$(awk -v k="$(sum_kb Pss smaps_rollup)" 'BEGIN { printf "%.1f", k / 1024 }')" MB
 done
 
 # Ratios, then the table.
