@@ -112,8 +112,8 @@ static void on_signal(int sig, siginfo_t *si, void *uc)
     }
     int saved = errno;
     if (atomic_load_explicit(&s->armed, memory_order_relaxed)) {
-        tr_lvm *vm = s->vm;
-        lua_State *co = vm->cur;
+        tr_lvm *vm = s->vm;             /* NULL while the last turn is being disarmed */
+        lua_State *co = vm ? vm->cur : NULL;
         if (co && over(vm))
             lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
     }
