@@ -179,7 +179,8 @@ static void *watch(void *arg)
         if (now - active_at < PARK_AFTER && now + period() < until)
             until = now + period();     /* turns are running: look again soon */
         /* A turn armed after scan read its slot either sees this target (and wakes us
-         * when its deadline is sooner) or is seen by moved(): both are seq_cst. */
+         * when its deadline is sooner) or is seen by moved(): the target's store and
+         * the turn's are both seq_cst. */
         atomic_store(&wd.target, until);
         if (moved())
             continue;
@@ -324,9 +325,10 @@ void tr_lvm_arm(tr_lvm *vm, lua_State *co)
     s->vm = vm;
     uint64_t d = vm->deadline ? vm->deadline : NONE;
     atomic_store_explicit(&s->deadline, d, memory_order_relaxed);
-    atomic_store_explicit(&s->turn, atomic_load_explicit(&s->turn, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store(&s->armed, 1);
+    atomic_store_explicit(&s->armed, 1, memory_order_relaxed);
+    /* seq_cst, between the stores above and the load of the target: the watchdog
+     * either sees the new turn (and the two stores with it) or we see its target. */
+    atomic_store(&s->turn, atomic_load_explicit(&s->turn, memory_order_relaxed) + 1);
     bool poke = d <= atomic_load(&wd.target);     /* sooner than it looks, or it sleeps */
     if (vm->budget_ns && vm->budget_ns < atomic_load_explicit(&wd.min_budget,
                                                               memory_order_relaxed)) {
@@ -350,7 +352,7 @@ void tr_lvm_disarm(tr_lvm *vm, lua_State *co)
                                   memory_order_relaxed);
             atomic_store(&s->turn, atomic_load_explicit(&s->turn, memory_order_relaxed) + 1);
         } else {
-            atomic_store(&s->armed, 0);
+            atomic_store_explicit(&s->armed, 0, memory_order_release);
             s->vm = NULL;
         }
         vm->cur = NULL;
