@@ -172,7 +172,11 @@ void tr_config_init(tr_config *cfg);
 int tr_runtime_new(const tr_config *cfg, tr_runtime **out);
 
 /* Starts the worker threads; returns at once (the runtime runs in the background).
- * Actors may be spawned before start: they run once it is called. */
+ * Actors may be spawned before start: they run once it is called. The workers keep
+ * the CPU budget of Lua code with SIGURG (runtime/lua/budget.c): troupe installs its
+ * handler on the first Lua turn and unblocks SIGURG on its workers; the host program
+ * must leave that handler in place (a SIGURG that is not troupe's goes on to the
+ * handler installed before). */
 int tr_runtime_start(tr_runtime *rt);
 
 /*
